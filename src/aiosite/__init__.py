@@ -1,0 +1,51 @@
+"""aiosite: a batteries-included, Django-style async web framework on aiohttp.
+
+The curated public API; everything else is an implementation detail.
+"""
+
+from aiosite.apps import App as App
+from aiosite.exceptions import AiositeError as AiositeError
+from aiosite.exceptions import CommandError as CommandError
+from aiosite.exceptions import ImproperlyConfigured as ImproperlyConfigured
+from aiosite.exceptions import MissingDependency as MissingDependency
+from aiosite.exceptions import NoReverseMatch as NoReverseMatch
+from aiosite.keys import REQUEST_ID as REQUEST_ID
+from aiosite.keys import SETTINGS as SETTINGS
+from aiosite.keys import settings_of as settings_of
+from aiosite.settings import Settings as Settings
+from aiosite.settings import load_settings as load_settings
+from aiosite.site import create_site as create_site
+from aiosite.site import load_site as load_site
+from aiosite.web.responses import json_response as json_response
+from aiosite.web.routing import Routes as Routes
+from aiosite.web.routing import url_for as url_for
+from aiosite.web.static import static_url as static_url
+from aiosite.web.templates import render as render
+from aiosite.web.templates import render_string as render_string
+from aiosite.web.templates import template as template
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "REQUEST_ID",
+    "SETTINGS",
+    "AiositeError",
+    "App",
+    "CommandError",
+    "ImproperlyConfigured",
+    "MissingDependency",
+    "NoReverseMatch",
+    "Routes",
+    "Settings",
+    "__version__",
+    "create_site",
+    "json_response",
+    "load_settings",
+    "load_site",
+    "render",
+    "render_string",
+    "settings_of",
+    "static_url",
+    "template",
+    "url_for",
+]

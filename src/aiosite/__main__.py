@@ -1,0 +1,5 @@
+"""``python -m aiosite`` is the ``aiosite`` command."""
+
+from aiosite.cli import main
+
+main()

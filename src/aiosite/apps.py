@@ -1,0 +1,219 @@
+"""App declarations and the registry of the apps a site lists in its settings.
+
+Nothing is found by scanning and nothing registers itself at import time: the site
+factory reads ``apps:`` from the settings, imports each package in order, and asks it
+for its parts (``routes``, ``models``, ``templates/``, ``static/``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from aiosite.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    import typer
+
+    from aiosite.settings import Settings
+
+ContextProcessor = Callable[[web.Request], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
+AppHook = Callable[[web.Application], None]
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """What an app package declares as ``app = App(...)`` in its ``__init__.py``.
+
+    ``prefix`` is where its routes are mounted: ``None`` means ``/<name>``, ``""`` the
+    site root. ``api=True`` makes its errors JSON. ``setup`` runs once, while the site
+    is assembled, for anything the declaration cannot say.
+    """
+
+    name: str
+    prefix: str | None = None
+    api: bool = False
+    context_processors: Sequence[ContextProcessor] = ()
+    template_globals: Mapping[str, Any] = field(default_factory=dict)
+    template_filters: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    commands: typer.Typer | None = None
+    setup: AppHook | None = None
+
+    @property
+    def url_prefix(self) -> str:
+        return f"/{self.name}" if self.prefix is None else self.prefix.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedApp:
+    """An imported app: its declaration, its package and the parts it has."""
+
+    config: App
+    module: ModuleType
+    path: Path
+    routes_module: ModuleType | None
+    models_module: ModuleType | None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def package(self) -> str:
+        return self.module.__name__
+
+    @property
+    def templates_dir(self) -> Path | None:
+        path = self.path / "templates"
+        return path if path.is_dir() else None
+
+    @property
+    def static_dir(self) -> Path | None:
+        path = self.path / "static"
+        return path if path.is_dir() else None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectHooks:
+    """The optional hooks of the project's ``<package>/site.py``."""
+
+    package: ModuleType | None = None
+    middlewares: Sequence[Any] = ()
+    context_processors: Sequence[ContextProcessor] = ()
+    setup: AppHook | None = None
+
+    @property
+    def path(self) -> Path | None:
+        if self.package is None or self.package.__file__ is None:
+            return None
+        return Path(self.package.__file__).parent
+
+
+class AppRegistry(Sequence[LoadedApp]):
+    """The site's apps in settings order, with the project's hooks."""
+
+    def __init__(self, apps: Sequence[LoadedApp], project: ProjectHooks) -> None:
+        self._apps = tuple(apps)
+        self._by_name = {app.name: app for app in self._apps}
+        self.project = project
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._apps[index]
+
+    def __len__(self) -> int:
+        return len(self._apps)
+
+    def __iter__(self) -> Iterator[LoadedApp]:
+        return iter(self._apps)
+
+    def get(self, name: str) -> LoadedApp | None:
+        return self._by_name.get(name)
+
+
+def load_apps(settings: Settings) -> AppRegistry:
+    """Import every app listed in the settings; raise ImproperlyConfigured on a clash."""
+    loaded: list[LoadedApp] = []
+    names: dict[str, str] = {}
+    prefixes: dict[str, str] = {}
+    for dotted in settings.apps:
+        app = _load_app(dotted)
+        if app.name in names:
+            raise ImproperlyConfigured(
+                f"apps: {names[app.name]!r} and {dotted!r} are both named {app.name!r}; "
+                "give one of them another name in its App(...) declaration"
+            )
+        prefix = app.config.url_prefix
+        if prefix in prefixes:
+            shown = prefix or "the site root"
+            raise ImproperlyConfigured(
+                f"apps: {prefixes[prefix]!r} and {dotted!r} are both mounted at {shown!r}; "
+                "give one of them another prefix in its App(...) declaration"
+            )
+        names[app.name] = dotted
+        prefixes[prefix] = dotted
+        loaded.append(app)
+    return AppRegistry(loaded, load_project_hooks(settings))
+
+
+def _load_app(dotted: str) -> LoadedApp:
+    module = _import(dotted, what="app")
+    if module.__file__ is None:
+        raise ImproperlyConfigured(f"apps: {dotted!r} must be a regular package with __init__.py")
+    config = getattr(module, "app", None)
+    if config is None:
+        config = App(name=dotted.rpartition(".")[2])
+    elif not isinstance(config, App):
+        raise ImproperlyConfigured(
+            f"apps: {dotted}.app must be an aiosite.App(...) declaration, "
+            f"not {type(config).__name__}"
+        )
+    if not _NAME_RE.match(config.name):
+        raise ImproperlyConfigured(
+            f"apps: {dotted!r} has the name {config.name!r}; an app name must be an identifier"
+        )
+    if config.prefix and not _PREFIX_RE.match(config.url_prefix):
+        raise ImproperlyConfigured(
+            f"apps: {dotted!r} has the prefix {config.prefix!r}; "
+            "a prefix looks like '/blog' (or '' for the site root)"
+        )
+    return LoadedApp(
+        config=config,
+        module=module,
+        path=Path(module.__file__).parent,
+        routes_module=_import_optional(f"{dotted}.routes"),
+        models_module=_import_optional(f"{dotted}.models"),
+    )
+
+
+def load_project_hooks(settings: Settings) -> ProjectHooks:
+    package_name = settings.site.package
+    if not package_name:
+        return ProjectHooks()
+    package = _import(package_name, what="site.package")
+    hooks = _import_optional(f"{package_name}.site")
+    if hooks is None:
+        return ProjectHooks(package=package)
+    return ProjectHooks(
+        package=package,
+        middlewares=tuple(getattr(hooks, "middlewares", ())),
+        context_processors=tuple(getattr(hooks, "context_processors", ())),
+        setup=getattr(hooks, "setup", None),
+    )
+
+
+def _import(dotted: str, *, what: str) -> ModuleType:
+    try:
+        return importlib.import_module(dotted)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and dotted.startswith(exc.name):
+            raise ImproperlyConfigured(
+                f"{what}: cannot import {dotted!r}: no such package "
+                "(check the spelling and that the project directory is on sys.path)"
+            ) from None
+        raise ImproperlyConfigured(f"{what}: importing {dotted!r} failed: {exc}") from exc
+    except Exception as exc:
+        raise ImproperlyConfigured(
+            f"{what}: importing {dotted!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _import_optional(dotted: str) -> ModuleType | None:
+    """Import ``dotted`` if the module exists; its own import errors still surface."""
+    try:
+        spec = importlib.util.find_spec(dotted)
+    except ModuleNotFoundError:
+        return None
+    if spec is None:
+        return None
+    return _import(dotted, what="apps")

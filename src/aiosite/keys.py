@@ -1,0 +1,36 @@
+"""Every application and request key aiosite defines, in one place.
+
+State hangs on the application (``web.AppKey``) or on the request
+(``web.RequestKey``), never in module globals, so two sites can live in one process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from aiosite.apps import AppRegistry
+    from aiosite.debug.blocking import BlockDetector
+    from aiosite.settings import Settings
+    from aiosite.web.errors import SiteRoutes
+    from aiosite.web.routing import UrlReverser
+    from aiosite.web.static import StaticFiles
+    from aiosite.web.templates import Templates
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("aiosite.settings")
+APPS: web.AppKey[AppRegistry] = web.AppKey("aiosite.apps")
+TEMPLATES: web.AppKey[Templates] = web.AppKey("aiosite.templates")
+STATIC_FILES: web.AppKey[StaticFiles] = web.AppKey("aiosite.static")
+URLS: web.AppKey[UrlReverser] = web.AppKey("aiosite.urls")
+ROUTES: web.AppKey[SiteRoutes] = web.AppKey("aiosite.routes")
+BLOCK_DETECTOR: web.AppKey[BlockDetector] = web.AppKey("aiosite.block_detector")
+
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("aiosite.request_id")
+
+
+def settings_of(target: web.Request | web.Application) -> Settings:
+    """The site's settings, from a request or the application."""
+    state = target.config_dict if isinstance(target, web.Request) else target
+    return state[SETTINGS]

@@ -1,0 +1,248 @@
+"""Typed settings: built-in defaults, then YAML layers, then environment variables.
+
+Layers, later wins:
+
+1. the defaults below;
+2. ``config/default.yaml``;
+3. ``config/<env>.yaml``, where env is ``AIOSITE_ENV`` (``development`` unless set);
+4. environment variables ``AIOSITE_<SECTION>__<KEY>``, e.g. ``AIOSITE_SERVER__PORT=9000``.
+
+Validation errors name the file (or environment variable) and the dotted key that
+supplied the bad value, because pydantic alone only knows the merged result.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from aiosite.exceptions import ImproperlyConfigured
+
+ENV_PREFIX = "AIOSITE_"
+ENV_VAR = "AIOSITE_ENV"
+DEFAULT_ENV = "development"
+CONFIG_DIR = "config"
+
+
+class Section(BaseModel):
+    """A settings section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteSettings(Section):
+    name: str = "aiosite site"
+    # The project's own Python package: its templates/, static/ and site.py hooks.
+    package: str | None = None
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    reload: bool = False
+    access_log: bool = False
+    # Largest request body aiohttp reads into memory (bytes).
+    client_max_size: int = Field(default=1024**2, gt=0)
+
+
+class DebugSettings(Section):
+    enabled: bool = False
+    toolbar: bool = True
+    detect_blocking: bool = False
+    block_threshold_ms: int = Field(default=100, gt=0)
+
+
+class StaticSettings(Section):
+    url: str = "/static/"
+    serve: bool = True
+    max_age: int = Field(default=3600, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _slashes(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value if value.endswith("/") else value + "/"
+
+
+class TemplateSettings(Section):
+    # None: follow debug.enabled (re-read changed templates while debugging).
+    auto_reload: bool | None = None
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Settings(BaseSettings):
+    """All of a site's settings; hangs on the application under ``keys.SETTINGS``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    env: str = DEFAULT_ENV
+    project_dir: Path = Path()
+    apps: list[str] = Field(default_factory=list)
+    site: SiteSettings = SiteSettings()
+    server: ServerSettings = ServerSettings()
+    debug: DebugSettings = DebugSettings()
+    static: StaticSettings = StaticSettings()
+    templates: TemplateSettings = TemplateSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _debug_shorthand(cls, data: Any) -> Any:
+        # `debug: true` in YAML is short for `debug: {enabled: true}`.
+        if isinstance(data, dict) and isinstance(data.get("debug"), bool | str):
+            value = data["debug"]
+            if isinstance(value, str) and value.lower() not in {"true", "false", "1", "0"}:
+                return data
+            data = {**data, "debug": {"enabled": value}}
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment variables beat the YAML layers, which arrive as init kwargs.
+        return env_settings, init_settings
+
+    @property
+    def templates_auto_reload(self) -> bool:
+        auto = self.templates.auto_reload
+        return self.debug.enabled if auto is None else auto
+
+
+def current_env(environ: Mapping[str, str] | None = None) -> str:
+    environ = os.environ if environ is None else environ
+    return environ.get(ENV_VAR) or DEFAULT_ENV
+
+
+def find_project_dir(start: Path | None = None) -> Path | None:
+    """The nearest directory at or above ``start`` that holds ``config/default.yaml``."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / CONFIG_DIR / "default.yaml").is_file():
+            return candidate
+    return None
+
+
+def load_settings(project_dir: Path | str, env: str | None = None) -> Settings:
+    """Read the project's settings for ``env``; raise ImproperlyConfigured on any error."""
+    project_dir = Path(project_dir).resolve()
+    env = env or current_env()
+    merged: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    for name in ("default.yaml", f"{env}.yaml"):
+        path = project_dir / CONFIG_DIR / name
+        layer = _read_yaml(path, project_dir)
+        label = _relative(path, project_dir)
+        for key_path in _key_paths(layer):
+            origins[key_path] = label
+        _deep_merge(merged, layer)
+    merged["env"] = env
+    merged["project_dir"] = project_dir
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise ImproperlyConfigured(_explain(exc, origins)) from None
+    # The chosen env and the project directory are facts, not overridable settings.
+    return settings.model_copy(update={"env": env, "project_dir": project_dir})
+
+
+def _read_yaml(path: Path, project_dir: Path) -> dict[str, Any]:
+    label = _relative(path, project_dir)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        hint = ""
+        if path.name != "default.yaml":
+            hint = f" (create it, or set {ENV_VAR} to an environment that has a file)"
+        raise ImproperlyConfigured(f"{label}: settings file not found{hint}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ImproperlyConfigured(f"{label}{where}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ImproperlyConfigured(
+            f"{label}: expected a mapping of settings at the top level, got {type(data).__name__}"
+        )
+    return data
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _key_paths(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for key, value in data.items():
+        path = (*prefix, str(key))
+        yield path
+        if isinstance(value, Mapping):
+            yield from _key_paths(value, path)
+
+
+def _deep_merge(into: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    for key, value in layer.items():
+        current = into.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            _deep_merge(current, value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _explain(exc: ValidationError, origins: Mapping[tuple[str, ...], str]) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        key = ".".join(loc) or "(top level)"
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        elif "input" in error and not isinstance(error["input"], dict | list):
+            message = f"{message} (got {error['input']!r})"
+        lines.append(f"{_origin(loc, origins)}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def _origin(loc: tuple[str, ...], origins: Mapping[tuple[str, ...], str]) -> str:
+    # The most specific source wins: an environment variable, else the last YAML file
+    # that set the key (or its nearest parent).
+    for end in range(len(loc), 0, -1):
+        env_name = ENV_PREFIX + "__".join(loc[:end]).upper()
+        if env_name in os.environ:
+            return f"environment variable {env_name}"
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in origins:
+            return origins[loc[:end]]
+    return "settings"

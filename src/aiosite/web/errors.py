@@ -1,0 +1,182 @@
+"""Error pages: 4xx/5xx rendered from overridable templates, or JSON for API clients.
+
+One middleware does the per-request work aiosite always needs (a request id, turning
+exceptions into pages); it allocates nothing and awaits nothing beyond the handler when
+the handler succeeds.
+"""
+
+from __future__ import annotations
+
+import linecache
+import logging
+import re
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
+
+from aiosite.keys import ROUTES, SETTINGS, TEMPLATES
+from aiosite.web.request_id import RequestIdFactory, request_id_for
+from aiosite.web.responses import json_response
+from aiosite.web.routing import MountedRoute
+
+logger = logging.getLogger("aiosite.request")
+
+_SECRET_NAME = re.compile(r"pass|secret|token|key|auth|cookie|session|csrf|signature", re.I)
+_DROPPED_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH, hdrs.CONTENT_ENCODING})
+
+
+@dataclass(frozen=True, slots=True)
+class SiteRoutes:
+    """What the site mounted, for error pages, checks and ``aiosite routes``."""
+
+    mounted: tuple[MountedRoute, ...]
+    api_resources: frozenset[web.AbstractResource]
+    api_prefixes: tuple[str, ...]
+
+    def is_api(self, request: web.Request) -> bool:
+        route = request.match_info.route
+        if route.resource is not None and route.resource in self.api_resources:
+            return True
+        return any(
+            request.path == prefix or request.path.startswith(prefix + "/")
+            for prefix in self.api_prefixes
+        )
+
+
+def core_middleware() -> Middleware:
+    new_id = RequestIdFactory()
+
+    @web.middleware
+    async def aiosite_core(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id_for(request, new_id)
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400 or exc.content_type == "application/json":
+                raise
+            return await error_response(request, exc.status, exc)
+        except Exception as exc:
+            logger.exception("Unhandled %s in %s %s", type(exc).__name__,
+                             request.method, request.path)
+            return await server_error_response(request, exc)
+
+    return aiosite_core
+
+
+def wants_json(request: web.Request) -> bool:
+    routes = request.config_dict.get(ROUTES)
+    if routes is not None and routes.is_api(request):
+        return True
+    accept = request.headers.get(hdrs.ACCEPT, "")
+    return "json" in accept and "text/html" not in accept
+
+
+def _custom_message(exc: web.HTTPException) -> str | None:
+    text = exc.text
+    if not text or text == f"{exc.status}: {exc.reason}":
+        return None
+    return text
+
+
+async def error_response(
+    request: web.Request, status: int, exc: web.HTTPException | None = None,
+    *, message: str | None = None,
+) -> web.Response:
+    """The page (or JSON body) for an HTTP error ``status``."""
+    reason = exc.reason if exc is not None else HTTPStatus(status).phrase
+    if message is None and exc is not None:
+        message = _custom_message(exc)
+    headers: dict[str, str] = {}
+    if exc is not None:
+        headers = {k: v for k, v in exc.headers.items() if k not in _DROPPED_HEADERS}
+    if wants_json(request):
+        body = {"error": {"status": status, "reason": reason, "message": message}}
+        return json_response(body, status=status, headers=headers)
+    context = {"status": status, "reason": reason, "message": message}
+    return await _page(request, [f"{status}.html", "error.html"], context, status, headers)
+
+
+async def server_error_response(request: web.Request, exc: BaseException) -> web.Response:
+    """A 500: the traceback page in debug mode, otherwise nothing of the exception."""
+    debug = request.config_dict[SETTINGS].debug.enabled
+    if debug:
+        context = {
+            "exc_type": type(exc).__name__,
+            "exc_message": str(exc),
+            "frames": _frames(exc.__traceback__),
+            "traceback": "".join(traceback.format_exception(exc)),
+            "headers": _masked(request.headers),
+            "request": request,
+        }
+        if wants_json(request):
+            body = {"error": {"status": 500, "reason": "Internal Server Error",
+                              "message": f"{type(exc).__name__}: {exc}",
+                              "traceback": context["traceback"]}}
+            return json_response(body, status=500)
+        return await _page(request, ["aiosite/debug_500.html"], context, 500, {})
+    return await error_response(request, 500)
+
+
+async def _page(
+    request: web.Request, names: Sequence[str], context: Mapping[str, Any], status: int,
+    headers: Mapping[str, str],
+) -> web.Response:
+    templates = request.config_dict.get(TEMPLATES)
+    if templates is not None:
+        try:
+            body = await templates.render_string(request, names, context)
+        except Exception:
+            # A broken error template must not hide the original error.
+            logger.exception("Rendering the error page %s failed", names[0])
+        else:
+            return web.Response(text=body, status=status, headers=headers,
+                                content_type="text/html", charset="utf-8")
+    text = f"{status}: {HTTPStatus(status).phrase}"
+    return web.Response(text=text, status=status, headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    filename: str
+    lineno: int
+    function: str
+    lines: tuple[tuple[int, str], ...]
+    locals: tuple[tuple[str, str], ...]
+    library: bool
+
+
+def _frames(tb: TracebackType | None) -> list[Frame]:
+    frames = []
+    library_roots = tuple(p for p in sys.path if "site-packages" in p or "lib/python" in p)
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        lineno = tb.tb_lineno
+        around = range(max(lineno - 3, 1), lineno + 3)
+        lines = tuple((n, linecache.getline(code.co_filename, n).rstrip()) for n in around)
+        local_vars = tuple(
+            (name, "********" if _SECRET_NAME.search(name) else _short_repr(value))
+            for name, value in tb.tb_frame.f_locals.items()
+        )
+        frames.append(Frame(code.co_filename, lineno, code.co_name, lines, local_vars,
+                            code.co_filename.startswith(library_roots)))
+        tb = tb.tb_next
+    return frames
+
+
+def _short_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:
+        text = f"<repr failed: {type(exc).__name__}>"
+    return text if len(text) <= 300 else text[:300] + "…"
+
+
+def _masked(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    return [(k, "********" if _SECRET_NAME.search(k) else v) for k, v in headers.items()]

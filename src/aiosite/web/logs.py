@@ -1,0 +1,101 @@
+"""Logging: the access log (with request id and time taken) and process log set-up."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import re
+from typing import Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from aiosite.keys import REQUEST_ID
+from aiosite.settings import Settings
+from aiosite.web.request_id import current_request_id
+from aiosite.web.responses import dumps
+
+ACCESS_LOGGER = "aiosite.access"
+_SECRET_PARAM = re.compile(
+    r"((?:^|&)[^=&]*(?:pass|secret|token|key|auth|code|signature|session)[^=&]*=)[^&]*", re.I
+)
+
+
+def _masked_query(query: str) -> str:
+    return _SECRET_PARAM.sub(r"\1********", query)
+
+
+class AccessLogger(AbstractAccessLogger):
+    """One line a request: method, path, status, bytes, milliseconds and request id.
+
+    Query values whose names look secret (token, password, key, ...) are masked.
+    """
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        query = request.query_string
+        path = f"{request.path}?{_masked_query(query)}" if query else request.path
+        request_id = request.get(REQUEST_ID, "-")
+        self.logger.info(
+            '%s "%s %s" %s %s %.1fms',
+            request.remote, request.method, path, response.status, response.body_length,
+            time * 1000,
+            extra={"request_id": request_id, "status": response.status,
+                   "duration_ms": round(time * 1000, 3)},
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request id on every record, ``-`` outside requests."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = current_request_id.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, for log collectors."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", "-"),
+        }
+        for key in ("status", "duration_ms"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return dumps(entry).decode()
+
+
+def configure_logging(settings: Settings) -> None:
+    """Set up the process's logging from ``logging:`` settings (servers and CLI only)."""
+    formatter: dict[str, Any]
+    if settings.logging.format == "json":
+        formatter = {"()": JsonFormatter}
+    else:
+        formatter = {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"}
+    access_level = "INFO" if settings.server.access_log else "WARNING"
+    logging.config.dictConfig({
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": RequestIdFilter}},
+        "formatters": {"default": formatter},
+        "handlers": {
+            "console": {"class": "logging.StreamHandler", "formatter": "default",
+                        "filters": ["request_id"]},
+        },
+        "root": {"handlers": ["console"], "level": settings.logging.level},
+        "loggers": {
+            ACCESS_LOGGER: {"level": access_level},
+            "aiohttp.access": {"level": "WARNING"},
+        },
+    })

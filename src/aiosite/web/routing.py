@@ -1,0 +1,227 @@
+"""Route tables with names, mounting under app prefixes, and URL reversing.
+
+A ``Routes`` table reads like aiohttp's ``RouteTableDef``, plus names. The site mounts
+every app's table on its one router (no sub-applications, so resolving a request costs
+what it costs in plain aiohttp) under the app's prefix, naming each route
+``<app>:<name>``; aiohttp's own router then reverses names to URLs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler
+
+from aiosite.exceptions import ImproperlyConfigured, NoReverseMatch
+from aiosite.keys import URLS
+
+H = TypeVar("H", bound=Callable[..., Any])
+RouteHandler = Handler | type[web.View]
+
+_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDef:
+    """One route of a table, before it is mounted."""
+
+    method: str
+    path: str
+    handler: RouteHandler
+    name: str | None = None
+    api: bool | None = None
+    websocket: bool = False
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Routes(Sequence[RouteDef]):
+    """An app's route table.
+
+    Every method works as a decorator, ``@routes.get("/", name="index")``, or as a
+    call with the handler, ``routes.get("/", views.index, name="index")``.
+    """
+
+    def __init__(self, *, api: bool = False) -> None:
+        self.api = api
+        self._defs: list[RouteDef] = []
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._defs[index]
+
+    def __len__(self) -> int:
+        return len(self._defs)
+
+    def __iter__(self) -> Iterator[RouteDef]:
+        return iter(self._defs)
+
+    @overload
+    def route(
+        self, method: str, path: str, handler: None = None, *, name: str | None = ...,
+        api: bool | None = ..., **kwargs: Any,
+    ) -> Callable[[H], H]: ...
+    @overload
+    def route(
+        self, method: str, path: str, handler: H, *, name: str | None = ...,
+        api: bool | None = ..., **kwargs: Any,
+    ) -> H: ...
+    def route(
+        self, method: str, path: str, handler: H | None = None, *, name: str | None = None,
+        api: bool | None = None, **kwargs: Any,
+    ) -> H | Callable[[H], H]:
+        registered: H | Callable[[H], H]
+        registered = self._register(method.upper(), path, handler, name, api, False, kwargs)
+        return registered
+
+    def get(self, path: str, handler: Any = None, *, name: str | None = None,
+            api: bool | None = None, **kwargs: Any) -> Any:
+        return self._register(hdrs.METH_GET, path, handler, name, api, False, kwargs)
+
+    def post(self, path: str, handler: Any = None, *, name: str | None = None,
+             api: bool | None = None, **kwargs: Any) -> Any:
+        return self._register(hdrs.METH_POST, path, handler, name, api, False, kwargs)
+
+    def put(self, path: str, handler: Any = None, *, name: str | None = None,
+            api: bool | None = None, **kwargs: Any) -> Any:
+        return self._register(hdrs.METH_PUT, path, handler, name, api, False, kwargs)
+
+    def patch(self, path: str, handler: Any = None, *, name: str | None = None,
+              api: bool | None = None, **kwargs: Any) -> Any:
+        return self._register(hdrs.METH_PATCH, path, handler, name, api, False, kwargs)
+
+    def delete(self, path: str, handler: Any = None, *, name: str | None = None,
+               api: bool | None = None, **kwargs: Any) -> Any:
+        return self._register(hdrs.METH_DELETE, path, handler, name, api, False, kwargs)
+
+    def view(self, path: str, handler: Any = None, *, name: str | None = None,
+             api: bool | None = None, **kwargs: Any) -> Any:
+        """A class-based view (``aiohttp.web.View``): every method it defines."""
+        return self._register(hdrs.METH_ANY, path, handler, name, api, False, kwargs)
+
+    def websocket(self, path: str, handler: Any = None, *, name: str | None = None,
+                  **kwargs: Any) -> Any:
+        """A websocket endpoint: a GET handler that upgrades with ``WebSocketResponse``."""
+        return self._register(hdrs.METH_GET, path, handler, name, None, True, kwargs)
+
+    def _register(
+        self, method: str, path: str, handler: Any, name: str | None, api: bool | None,
+        websocket: bool, kwargs: dict[str, Any],
+    ) -> Any:
+        if not path.startswith("/"):
+            raise ImproperlyConfigured(f"route path {path!r} must start with '/'")
+
+        def register(func: H) -> H:
+            self._defs.append(RouteDef(method, path, func, name, api, websocket, kwargs))
+            return func
+
+        return register if handler is None else register(handler)
+
+
+@dataclass(frozen=True, slots=True)
+class MountedRoute:
+    """A route as the site serves it: for ``aiosite routes``, checks and error pages."""
+
+    method: str
+    path: str
+    name: str | None
+    handler: RouteHandler
+    app: str
+    api: bool
+    websocket: bool
+    resource: web.AbstractResource | None
+
+
+def mount(app: web.Application, app_name: str, prefix: str, table: Routes,
+          *, api: bool = False) -> list[MountedRoute]:
+    """Add ``table`` to ``app``'s router under ``prefix``, naming routes ``app_name:name``."""
+    mounted = []
+    router = app.router
+    for route in table:
+        path = prefix + route.path
+        full_name = f"{app_name}:{route.name}" if route.name else None
+        try:
+            if route.method == hdrs.METH_GET and not route.websocket:
+                added = router.add_get(path, route.handler, name=full_name, **route.kwargs)
+            else:
+                added = router.add_route(
+                    route.method, path, route.handler, name=full_name, **route.kwargs
+                )
+        except (ValueError, RuntimeError) as exc:
+            raise ImproperlyConfigured(
+                f"app {app_name!r}: cannot add route {route.method} {path} "
+                f"(name {full_name!r}): {exc}"
+            ) from None
+        is_api = table.api or api if route.api is None else route.api
+        mounted.append(
+            MountedRoute(route.method, path, full_name, route.handler, app_name, is_api,
+                         route.websocket, added.resource)
+        )
+    return mounted
+
+
+class UrlReverser:
+    """Turns route names and parameters into URLs; parameters a route's path does not
+    use become the query string."""
+
+    def __init__(self, router: web.UrlDispatcher) -> None:
+        self._router = router
+        self._placeholders: dict[str, frozenset[str]] = {}
+
+    def reverse(self, name: str, params: Mapping[str, Any]) -> str:
+        try:
+            resource = self._router[name]
+        except KeyError:
+            raise NoReverseMatch(self._unknown(name)) from None
+        placeholders = self._placeholders.get(name)
+        if placeholders is None:
+            formatter = _formatter(resource)
+            placeholders = frozenset(_PLACEHOLDER_RE.findall(formatter))
+            self._placeholders[name] = placeholders
+        missing = placeholders.difference(params)
+        if missing:
+            raise NoReverseMatch(
+                f"route {name!r} ({_formatter(resource)}) needs "
+                f"{', '.join(sorted(missing))}; got {', '.join(sorted(params)) or 'nothing'}"
+            )
+        path_params = {key: str(params[key]) for key in placeholders}
+        url = resource.url_for(**path_params)
+        query = _query({key: value for key, value in params.items() if key not in placeholders})
+        return str(url.with_query(query) if query else url)
+
+    def _unknown(self, name: str) -> str:
+        known = [n for n in self._router.named_resources()]
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        if ":" not in name and not close:
+            hint = "; route names have the form 'app:name'"
+        return f"no route named {name!r}{hint}"
+
+
+def _formatter(resource: web.AbstractResource) -> str:
+    info = resource.get_info()
+    return str(info.get("formatter") or info.get("path") or info.get("prefix") or "")
+
+
+def _query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        if value is None:
+            continue
+        values = value if isinstance(value, list | tuple) else (value,)
+        pairs.extend((key, str(item)) for item in values)
+    return pairs
+
+
+def url_for(target: web.Request | web.Application, name: str, /, **params: Any) -> str:
+    """The URL of the route ``name`` (``"app:route"``), e.g.
+    ``url_for(request, "blog:detail", slug="x", page=2)`` -> ``/blog/x?page=2``."""
+    state = target.config_dict if isinstance(target, web.Request) else target
+    return state[URLS].reverse(name, params)
+
+
+def setup(app: web.Application) -> None:
+    app[URLS] = UrlReverser(app.router)

@@ -1,0 +1,81 @@
+"""Static files: the project's ``static/`` and every app's, served under one URL.
+
+aiohttp's ``add_static`` serves one directory; a site needs several roots searched in
+order (the project overrides apps, as with templates), so the lookup is ours. The
+file itself goes out through ``web.FileResponse`` (sendfile, ETag, Last-Modified,
+conditional and range requests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from aiosite.apps import AppRegistry
+from aiosite.keys import STATIC_FILES
+from aiosite.settings import Settings
+
+ROUTE_NAME = "static"
+
+
+class StaticFiles:
+    """Finds a relative static path in the roots, refusing anything that leaves them."""
+
+    def __init__(self, roots: Sequence[Path], url: str, cache_control: str) -> None:
+        self.roots = tuple(root.resolve() for root in roots)
+        self.url_prefix = url
+        self.cache_control = cache_control
+
+    def url(self, path: str) -> str:
+        return self.url_prefix + path.lstrip("/")
+
+    def find(self, relative: str) -> Path | None:
+        parts = relative.split("/")
+        for part in parts:
+            # Empty, dot, dot-dot and hidden segments, backslashes (Windows separators),
+            # NUL bytes and drive letters never name a static file.
+            if not part or part.startswith(".") or "\\" in part or "\0" in part or ":" in part:
+                return None
+        for root in self.roots:
+            candidate = root.joinpath(*parts)
+            try:
+                resolved = candidate.resolve(strict=True)
+            except (OSError, RuntimeError):
+                continue
+            # A symlink may not lead out of its root.
+            if resolved.is_relative_to(root) and resolved.is_file():
+                return resolved
+        return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = self.find(request.match_info["path"])
+        if path is None:
+            raise web.HTTPNotFound()
+        return web.FileResponse(path, headers={"Cache-Control": self.cache_control})
+
+
+def static_roots(registry: AppRegistry) -> list[Path]:
+    """The static roots, first match wins: the project's, then each app's in order."""
+    roots = []
+    project_path = registry.project.path
+    if project_path is not None and (project_path / "static").is_dir():
+        roots.append(project_path / "static")
+    roots.extend(app.static_dir for app in registry if app.static_dir is not None)
+    return roots
+
+
+def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
+    options = settings.static
+    cache_control = "no-cache" if settings.debug.enabled else f"public, max-age={options.max_age}"
+    files = StaticFiles(static_roots(registry), options.url, cache_control)
+    app[STATIC_FILES] = files
+    if options.serve:
+        app.router.add_get(options.url + "{path:.+}", files.handle, name=ROUTE_NAME)
+
+
+def static_url(target: web.Request | web.Application, path: str) -> str:
+    """The URL of the static file ``path``, e.g. ``static_url(request, "blog/site.css")``."""
+    state = target.config_dict if isinstance(target, web.Request) else target
+    return state[STATIC_FILES].url(path)

@@ -1,0 +1,158 @@
+"""Jinja2 templates: project templates override app templates, rendered asynchronously.
+
+Written on Jinja2 directly rather than aiohttp-jinja2: its context processors run as a
+middleware on every request, including those that render nothing, while here they run
+only when a template is rendered, and ``url``/``static`` are plain globals.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jinja2
+from aiohttp import web
+
+from aiosite.apps import AppRegistry, ContextProcessor
+from aiosite.keys import STATIC_FILES, TEMPLATES, URLS
+from aiosite.settings import Settings
+
+BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
+
+HandlerT = TypeVar("HandlerT", bound=Callable[..., Awaitable[Any]])
+
+
+class Templates:
+    """The site's Jinja2 environment and its context processors."""
+
+    def __init__(self, env: jinja2.Environment, processors: Sequence[ContextProcessor]) -> None:
+        self.env = env
+        self.processors = tuple(processors)
+
+    async def context(self, request: web.Request, context: Mapping[str, Any]) -> dict[str, Any]:
+        merged: dict[str, Any] = {"request": request}
+        for processor in self.processors:
+            extra = processor(request)
+            if inspect.isawaitable(extra):
+                extra = await extra
+            merged.update(extra)
+        merged.update(context)
+        return merged
+
+    async def render_string(
+        self, request: web.Request, name: str | Sequence[str], context: Mapping[str, Any]
+    ) -> str:
+        template = self.env.get_or_select_template(name if isinstance(name, str) else list(name))
+        return await template.render_async(await self.context(request, context))
+
+
+def build_environment(
+    search_path: Iterable[Path], *, auto_reload: bool, globals_: Mapping[str, Any] = {},
+    filters: Mapping[str, Callable[..., Any]] = {},
+) -> jinja2.Environment:
+    loader = jinja2.ChoiceLoader(
+        [jinja2.FileSystemLoader(str(path)) for path in search_path]
+        + [jinja2.FileSystemLoader(str(BUILTIN_TEMPLATES))]
+    )
+    env = jinja2.Environment(
+        loader=loader,
+        autoescape=True,
+        enable_async=True,
+        auto_reload=auto_reload,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(url=_url, static=_static)
+    env.globals.update(globals_)
+    env.filters.update(filters)
+    return env
+
+
+@jinja2.pass_context
+def _url(ctx: jinja2.runtime.Context, name: str, /, **params: Any) -> str:
+    request: web.Request = ctx["request"]
+    return request.config_dict[URLS].reverse(name, params)
+
+
+@jinja2.pass_context
+def _static(ctx: jinja2.runtime.Context, path: str) -> str:
+    request: web.Request = ctx["request"]
+    return request.config_dict[STATIC_FILES].url(path)
+
+
+def template_search_path(settings: Settings, registry: AppRegistry) -> list[Path]:
+    """Where templates are looked up, first match wins: the project, then each app."""
+    paths = []
+    project_path = registry.project.path
+    if project_path is not None and (project_path / "templates").is_dir():
+        paths.append(project_path / "templates")
+    paths.extend(app.templates_dir for app in registry if app.templates_dir is not None)
+    return paths
+
+
+def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
+    globals_: dict[str, Any] = {"site": settings.site, "settings": settings}
+    filters: dict[str, Callable[..., Any]] = {}
+    processors: list[ContextProcessor] = []
+    for loaded in registry:
+        globals_.update(loaded.config.template_globals)
+        filters.update(loaded.config.template_filters)
+        processors.extend(loaded.config.context_processors)
+    processors.extend(registry.project.context_processors)
+    env = build_environment(
+        template_search_path(settings, registry),
+        auto_reload=settings.templates_auto_reload,
+        globals_=globals_,
+        filters=filters,
+    )
+    app[TEMPLATES] = Templates(env, processors)
+
+
+async def render_string(
+    request: web.Request, name: str | Sequence[str], context: Mapping[str, Any] | None = None
+) -> str:
+    """Render the template ``name`` (or the first that exists of a list) to a string."""
+    return await request.config_dict[TEMPLATES].render_string(request, name, context or {})
+
+
+async def render(
+    request: web.Request,
+    name: str | Sequence[str],
+    context: Mapping[str, Any] | None = None,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    content_type: str = "text/html",
+) -> web.Response:
+    """Render the template ``name`` with ``context`` into an HTML response."""
+    body = await render_string(request, name, context)
+    return web.Response(
+        text=body, status=status, headers=headers, content_type=content_type, charset="utf-8"
+    )
+
+
+def template(
+    name: str, *, status: int = 200, content_type: str = "text/html"
+) -> Callable[[HandlerT], HandlerT]:
+    """Render ``name`` with the mapping a handler returns; a returned response passes through.
+
+    Works on function handlers and on the methods of a class-based view.
+    """
+
+    def decorator(handler: HandlerT) -> HandlerT:
+        @functools.wraps(handler)
+        async def wrapper(*args: Any, **kwargs: Any) -> web.StreamResponse:
+            result = await handler(*args, **kwargs)
+            if isinstance(result, web.StreamResponse):
+                return result
+            request = args[0] if isinstance(args[0], web.Request) else args[0].request
+            return await render(
+                request, name, result, status=status, content_type=content_type
+            )
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
