@@ -8,6 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from aiosite import load_site
 
 ProjectFactory = Callable[..., Path]
 
@@ -96,3 +100,8 @@ def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pr
     for entry in list(sys.path):
         if any(entry.endswith(p) for p in created):
             sys.path.remove(entry)
+
+
+def site_client(root: Path, env: str = "test") -> TestClient[web.Request, web.Application]:
+    """A test client on the project's site: ``async with site_client(root) as client:``."""
+    return TestClient(TestServer(load_site(root, env)))

@@ -147,7 +147,7 @@ def load_apps(settings: Settings) -> AppRegistry:
 
 
 def _load_app(dotted: str) -> LoadedApp:
-    module = _import(dotted, what="app")
+    module = _import(dotted, what="apps")
     if module.__file__ is None:
         raise ImproperlyConfigured(f"apps: {dotted!r} must be a regular package with __init__.py")
     config = getattr(module, "app", None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Literal
 
@@ -10,7 +9,7 @@ import jinja2
 from aiohttp import web
 
 from aiosite.exceptions import AiositeError
-from aiosite.keys import APPS, ROUTES, TEMPLATES
+from aiosite.keys import APPS, TEMPLATES
 from aiosite.settings import Settings
 from aiosite.site import create_site
 
@@ -30,22 +29,7 @@ def run_checks(settings: Settings) -> list[Problem]:
         app = create_site(settings)
     except AiositeError as exc:
         return [Problem("error", line) for line in str(exc).splitlines()]
-    return [*_check_routes(app), *_check_templates(app), *_check_namespaces(app)]
-
-
-def _check_routes(app: web.Application) -> list[Problem]:
-    problems = []
-    for route in app[ROUTES].mounted:
-        handler = route.handler
-        if isinstance(handler, type):
-            if not issubclass(handler, web.View):
-                problems.append(Problem("error", f"route {route.path}: {handler.__qualname__} "
-                                        "is a class but not an aiohttp web.View"))
-        elif not inspect.iscoroutinefunction(handler):
-            name = getattr(handler, "__qualname__", repr(handler))
-            problems.append(Problem("error", f"route {route.method} {route.path}: handler "
-                                    f"{name} must be an `async def` function"))
-    return problems
+    return [*_check_templates(app), *_check_namespaces(app)]
 
 
 def _check_templates(app: web.Application) -> list[Problem]:
@@ -55,7 +39,7 @@ def _check_templates(app: web.Application) -> list[Problem]:
         try:
             env.get_template(name)
         except jinja2.TemplateSyntaxError as exc:
-            where = f"{exc.filename or name}:{exc.lineno}"
+            where = f"{name}:{exc.lineno}"
             problems.append(Problem("error", f"template {where}: {exc.message}"))
         except UnicodeDecodeError:
             problems.append(Problem("error", f"template {name}: not UTF-8 text"))

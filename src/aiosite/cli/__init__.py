@@ -52,25 +52,16 @@ for module in (project, run, inspect):
 
 
 def main(argv: Sequence[str] | None = None, *, project: Path | None = None) -> None:
-    """Run the CLI; ``project`` pins the project (``python -m mysite`` passes its own)."""
+    """Run the CLI; ``project`` pins the project (``python -m mysite`` passes its own).
+
+    Usage errors exit 2 (Click's convention); so does any error of ours, printed as one
+    line without a traceback.
+    """
     state = CliState(project=project)
     try:
-        code = cli(args=list(argv) if argv is not None else None, obj=state,
-                   prog_name="aiosite", standalone_mode=False)
+        cli(args=list(argv) if argv is not None else None, obj=state, prog_name="aiosite")
     except AiositeError as exc:
         Console(stderr=True, highlight=False, soft_wrap=True).print(
             f"[bold red]error:[/] {escape(str(exc))}"
         )
         sys.exit(2)
-    except typer.Abort:
-        sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
-    sys.exit(code if isinstance(code, int) else 0)

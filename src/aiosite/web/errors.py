@@ -106,22 +106,41 @@ async def error_response(
 async def server_error_response(request: web.Request, exc: BaseException) -> web.Response:
     """A 500: the traceback page in debug mode, otherwise nothing of the exception."""
     debug = request.config_dict[SETTINGS].debug.enabled
-    if debug:
-        context = {
-            "exc_type": type(exc).__name__,
-            "exc_message": str(exc),
-            "frames": _frames(exc.__traceback__),
-            "traceback": "".join(traceback.format_exception(exc)),
-            "headers": _masked(request.headers),
-            "request": request,
-        }
-        if wants_json(request):
-            body = {"error": {"status": 500, "reason": "Internal Server Error",
-                              "message": f"{type(exc).__name__}: {exc}",
-                              "traceback": context["traceback"]}}
-            return json_response(body, status=500)
-        return await _page(request, ["aiosite/debug_500.html"], context, 500, {})
-    return await error_response(request, 500)
+    if not debug:
+        return await error_response(request, 500)
+    scrub = _Scrubber(request)
+    context = {
+        "exc_type": type(exc).__name__,
+        "exc_message": scrub(str(exc)),
+        "frames": _frames(exc.__traceback__, scrub),
+        "traceback": scrub("".join(traceback.format_exception(exc))),
+        "headers": [(k, "********" if _SECRET_NAME.search(k) else v)
+                    for k, v in request.headers.items()],
+        "request": request,
+    }
+    if wants_json(request):
+        body = {"error": {"status": 500, "reason": "Internal Server Error",
+                          "message": f"{type(exc).__name__}: {context['exc_message']}",
+                          "traceback": context["traceback"]}}
+        return json_response(body, status=500)
+    return await _page(request, ["aiosite/debug_500.html"], context, 500, {})
+
+
+class _Scrubber:
+    """Blanks out the secrets a request carries (secret-looking query values, headers and
+    cookies) wherever they would show on the debug page, e.g. inside a local's repr."""
+
+    def __init__(self, request: web.Request) -> None:
+        values = [v for k, v in request.query.items() if _SECRET_NAME.search(k)]
+        values += [v for k, v in request.headers.items() if _SECRET_NAME.search(k)]
+        values += list(request.cookies.values())
+        # Longest first, so a secret that contains another is blanked whole.
+        self._secrets = sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "********")
+        return text
 
 
 async def _page(
@@ -152,7 +171,7 @@ class Frame:
     library: bool
 
 
-def _frames(tb: TracebackType | None) -> list[Frame]:
+def _frames(tb: TracebackType | None, scrub: _Scrubber) -> list[Frame]:
     frames = []
     library_roots = tuple(p for p in sys.path if "site-packages" in p or "lib/python" in p)
     while tb is not None:
@@ -161,7 +180,7 @@ def _frames(tb: TracebackType | None) -> list[Frame]:
         around = range(max(lineno - 3, 1), lineno + 3)
         lines = tuple((n, linecache.getline(code.co_filename, n).rstrip()) for n in around)
         local_vars = tuple(
-            (name, "********" if _SECRET_NAME.search(name) else _short_repr(value))
+            (name, "********" if _SECRET_NAME.search(name) else scrub(_short_repr(value)))
             for name, value in tb.tb_frame.f_locals.items()
         )
         frames.append(Frame(code.co_filename, lineno, code.co_name, lines, local_vars,
@@ -176,7 +195,3 @@ def _short_repr(value: object) -> str:
     except Exception as exc:
         text = f"<repr failed: {type(exc).__name__}>"
     return text if len(text) <= 300 else text[:300] + "…"
-
-
-def _masked(headers: Mapping[str, str]) -> list[tuple[str, str]]:
-    return [(k, "********" if _SECRET_NAME.search(k) else v) for k, v in headers.items()]

@@ -9,6 +9,7 @@ what it costs in plain aiohttp) under the app's prefix, naming each route
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -142,6 +143,7 @@ def mount(app: web.Application, app_name: str, prefix: str, table: Routes,
     router = app.router
     for route in table:
         path = prefix + route.path
+        _check_handler(app_name, route.method, path, route.handler)
         full_name = f"{app_name}:{route.name}" if route.name else None
         try:
             if route.method == hdrs.METH_GET and not route.websocket:
@@ -161,6 +163,21 @@ def mount(app: web.Application, app_name: str, prefix: str, table: Routes,
                          route.websocket, added.resource)
         )
     return mounted
+
+
+def _check_handler(app_name: str, method: str, path: str, handler: object) -> None:
+    if isinstance(handler, type):
+        if not issubclass(handler, web.View):
+            raise ImproperlyConfigured(
+                f"app {app_name!r}: route {method} {path}: {handler.__qualname__} is a class "
+                "but not an aiohttp web.View"
+            )
+    elif not inspect.iscoroutinefunction(handler):
+        name = getattr(handler, "__qualname__", repr(handler))
+        raise ImproperlyConfigured(
+            f"app {app_name!r}: route {method} {path}: handler {name} must be an `async def` "
+            "function"
+        )
 
 
 class UrlReverser:
