@@ -23,7 +23,9 @@ apps:
 {apps}
 """
 
-HOME_ROUTES = '''\
+HOME_INIT = 'from aiosite import App\n\napp = App("home", prefix="")\n'
+HOME_TEMPLATE = "<p>{{ greeting }} from {{ site.name }}</p>"
+HOME_ROUTES = """\
 from aiohttp import web
 
 from aiosite import Routes, json_response, template
@@ -40,7 +42,7 @@ async def index(request: web.Request) -> dict[str, object]:
 @routes.get("/hello.json", name="hello")
 async def hello(request: web.Request) -> web.Response:
     return json_response({"message": "Hello, World!"})
-'''
+"""
 
 
 @pytest.fixture
@@ -79,12 +81,14 @@ def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pr
             (root / "config" / f"{name}.yaml").write_text(text.replace("PKG", package))
         all_files: dict[str, str] = {}
         if with_home:
-            all_files.update({
-                "PKG/home/__init__.py": 'from aiosite import App\n\napp = App("home", prefix="")\n',
-                "PKG/home/routes.py": HOME_ROUTES,
-                "PKG/home/templates/home/index.html": "<p>{{ greeting }} from {{ site.name }}</p>",
-                "PKG/home/static/home/site.css": "body { color: #123; }\n",
-            })
+            all_files.update(
+                {
+                    "PKG/home/__init__.py": HOME_INIT,
+                    "PKG/home/routes.py": HOME_ROUTES,
+                    "PKG/home/templates/home/index.html": HOME_TEMPLATE,
+                    "PKG/home/static/home/site.css": "body { color: #123; }\n",
+                }
+            )
         all_files.update(files or {})
         for relative, text in all_files.items():
             path = root / relative.replace("PKG", package)

@@ -48,9 +48,12 @@ def test_app_that_cannot_be_imported(make_project: ProjectFactory) -> None:
 
 
 def test_app_whose_import_fails_shows_the_cause(make_project: ProjectFactory) -> None:
-    root = make_project({"PKG/broken/__init__.py": "import nosuchmodule_xyz\n"},
-                        apps=["home", "broken"])
-    with pytest.raises(ImproperlyConfigured, match="importing .*broken.* failed.*nosuchmodule_xyz"):
+    root = make_project(
+        {"PKG/broken/__init__.py": "import nosuchmodule_xyz\n"}, apps=["home", "broken"]
+    )
+    with pytest.raises(
+        ImproperlyConfigured, match=r"importing .*broken.* failed.*nosuchmodule_xyz"
+    ):
         load_site(root, "test")
 
 
@@ -90,7 +93,9 @@ def test_routes_module_without_table(make_project: ProjectFactory) -> None:
     files = dict(BLOG)
     files["PKG/blog/routes.py"] = "routes = []\n"
     root = make_project(files, apps=["home", "blog"])
-    with pytest.raises(ImproperlyConfigured, match=r"blog\.routes must define `routes = Routes\(\)`"):
+    with pytest.raises(
+        ImproperlyConfigured, match=r"blog\.routes must define `routes = Routes\(\)`"
+    ):
         load_site(root, "test")
 
 

@@ -17,8 +17,11 @@ def write(root: Path, name: str, text: str) -> None:
 
 def test_layers_later_wins(make_project: ProjectFactory) -> None:
     root = make_project()
-    write(root, "default.yaml", (root / "config/default.yaml").read_text()
-          + "server:\n  port: 8000\n  host: 0.0.0.0\n")
+    write(
+        root,
+        "default.yaml",
+        (root / "config/default.yaml").read_text() + "server:\n  port: 8000\n  host: 0.0.0.0\n",
+    )
     write(root, "production.yaml", "server:\n  port: 9000\n")
     settings = load_settings(root, "production")
     assert settings.server.port == 9000
@@ -27,8 +30,9 @@ def test_layers_later_wins(make_project: ProjectFactory) -> None:
     assert settings.project_dir == root.resolve()
 
 
-def test_environment_variables_beat_yaml(make_project: ProjectFactory,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variables_beat_yaml(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project(env_yaml={"test": "server:\n  port: 7000\n"})
     monkeypatch.setenv("AIOSITE_SERVER__PORT", "9001")
     monkeypatch.setenv("AIOSITE_SITE__NAME", "From env")
@@ -37,8 +41,9 @@ def test_environment_variables_beat_yaml(make_project: ProjectFactory,
     assert settings.site.name == "From env"
 
 
-def test_env_chosen_by_aiosite_env(make_project: ProjectFactory,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_chosen_by_aiosite_env(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project(env_yaml={"production": "site:\n  name: Prod\n"})
     monkeypatch.setenv("AIOSITE_ENV", "production")
     assert load_settings(root).site.name == "Prod"
@@ -58,18 +63,25 @@ def test_debug_shorthand_and_section(make_project: ProjectFactory) -> None:
 @pytest.mark.parametrize(
     ("yaml_text", "expected"),
     [
-        ("server:\n  port: abc\n", "config/test.yaml: server.port: Input should be a valid integer"),
+        (
+            "server:\n  port: abc\n",
+            "config/test.yaml: server.port: Input should be a valid integer",
+        ),
         ("server:\n  prot: 1\n", "config/test.yaml: server.prot: unknown setting"),
         ("colour: blue\n", "config/test.yaml: colour: unknown setting"),
         ("server: [1, 2]\n", "config/test.yaml: server:"),
-        ("static:\n  url: assets\n", "config/test.yaml: static.url: Value error, must start with '/'"),
+        (
+            "static:\n  url: assets\n",
+            "config/test.yaml: static.url: Value error, must start with '/'",
+        ),
         ("logging:\n  level: LOUD\n", "config/test.yaml: logging.level:"),
         ("- just\n- a list\n", "config/test.yaml: expected a mapping of settings"),
         ("server:\n  port: [\n", "config/test.yaml:3:1: invalid YAML"),
     ],
 )
-def test_bad_yaml_names_file_and_key(make_project: ProjectFactory, yaml_text: str,
-                                     expected: str) -> None:
+def test_bad_yaml_names_file_and_key(
+    make_project: ProjectFactory, yaml_text: str, expected: str
+) -> None:
     root = make_project(env_yaml={"test": yaml_text})
     with pytest.raises(ImproperlyConfigured) as info:
         load_settings(root, "test")
@@ -85,8 +97,9 @@ def test_bad_value_in_default_yaml_names_default_yaml(make_project: ProjectFacto
         load_settings(root, "test")
 
 
-def test_bad_environment_variable_is_named(make_project: ProjectFactory,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_environment_variable_is_named(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project()
     monkeypatch.setenv("AIOSITE_SERVER__PORT", "eighty")
     with pytest.raises(ImproperlyConfigured) as info:
@@ -94,12 +107,13 @@ def test_bad_environment_variable_is_named(make_project: ProjectFactory,
     assert str(info.value).startswith("environment variable AIOSITE_SERVER__PORT: server.port:")
     monkeypatch.delenv("AIOSITE_SERVER__PORT")
     monkeypatch.setenv("AIOSITE_SERVER__PROT", "1")
-    with pytest.raises(ImproperlyConfigured, match="AIOSITE_SERVER__PROT: server.prot: unknown"):
+    with pytest.raises(ImproperlyConfigured, match=r"AIOSITE_SERVER__PROT: server\.prot: unknown"):
         load_settings(root, "test")
 
 
-def test_unrelated_aiosite_variables_are_ignored(make_project: ProjectFactory,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unrelated_aiosite_variables_are_ignored(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project()
     monkeypatch.setenv("AIOSITE_REQUIRE_SERVICES", "1")
     monkeypatch.setenv("AIOSITE_PROJECT", str(root))

@@ -51,14 +51,20 @@ def _check_namespaces(app: web.Application) -> list[Problem]:
     # that two apps' "index.html" do not shadow each other.
     problems = []
     for loaded in app[APPS]:
-        for kind, directory in (("templates", loaded.templates_dir),
-                                ("static", loaded.static_dir)):
+        for kind, directory in (("templates", loaded.templates_dir), ("static", loaded.static_dir)):
             if directory is None:
                 continue
-            stray = sorted(p.name for p in directory.iterdir()
-                           if p.name != loaded.name and not p.name.startswith("."))
+            stray = sorted(
+                p.name
+                for p in directory.iterdir()
+                if p.name != loaded.name and not p.name.startswith(".")
+            )
             if stray:
-                problems.append(Problem(
-                    "warning", f"app {loaded.name!r}: {kind}/ holds {', '.join(stray)} outside "
-                    f"{kind}/{loaded.name}/; other apps or the project may shadow them"))
+                problems.append(
+                    Problem(
+                        "warning",
+                        f"app {loaded.name!r}: {kind}/ holds {', '.join(stray)} outside "
+                        f"{kind}/{loaded.name}/; other apps or the project may shadow them",
+                    )
+                )
     return problems

@@ -9,8 +9,8 @@ from aiohttp import web
 
 from aiosite import debug
 from aiosite.apps import AppRegistry, load_apps
-from aiosite.keys import APPS, ROUTES, SETTINGS
 from aiosite.exceptions import ImproperlyConfigured
+from aiosite.keys import APPS, ROUTES, SETTINGS
 from aiosite.settings import Settings, load_settings
 from aiosite.web import routing, static, templates
 from aiosite.web.errors import SiteRoutes, core_middleware
@@ -26,8 +26,7 @@ def create_site(settings: Settings) -> web.Application:
     ensure_importable(settings.project_dir)
     registry = load_apps(settings)
     middlewares = [core_middleware(), *registry.project.middlewares]
-    app = web.Application(middlewares=middlewares,
-                          client_max_size=settings.server.client_max_size)
+    app = web.Application(middlewares=middlewares, client_max_size=settings.server.client_max_size)
     app[SETTINGS] = settings
     app[APPS] = registry
     app.on_response_prepare.append(add_request_id_header)

@@ -28,15 +28,17 @@ def test_routes_table(make_project: ProjectFactory, capsys: pytest.CaptureFixtur
     assert ["GET", "/static/{path}", "static", "aiosite", "static", "files"] in lines
 
 
-def test_check_passes_on_a_good_project(make_project: ProjectFactory,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_passes_on_a_good_project(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = make_project()
     code, out, _ = run_cli(capsys, "--project", str(root), "check")
     assert (code, out.strip()) == (0, "no problems found")
 
 
-def test_check_lists_problems(make_project: ProjectFactory,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_lists_problems(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     files = {
         "PKG/home/templates/home/broken.html": "line one\n{% if %}\n",
         "PKG/home/templates/stray.html": "not namespaced",
@@ -49,8 +51,9 @@ def test_check_lists_problems(make_project: ProjectFactory,
     assert "1 error(s), 1 warning(s)" in out
 
 
-def test_check_reports_a_sync_handler(make_project: ProjectFactory,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_reports_a_sync_handler(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     routes = """
         from aiosite import Routes
         routes = Routes()
@@ -65,8 +68,9 @@ def test_check_reports_a_sync_handler(make_project: ProjectFactory,
     assert "error: app 'home': route GET /: handler index must be an `async def` function" in out
 
 
-def test_check_reports_settings_and_app_errors(make_project: ProjectFactory,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_reports_settings_and_app_errors(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = make_project(apps=["home", "missing"])
     code, out, _ = run_cli(capsys, "--project", str(root), "check")
     assert code == 1
@@ -79,8 +83,9 @@ def test_check_reports_settings_and_app_errors(make_project: ProjectFactory,
     assert "Traceback" not in err
 
 
-def test_commands_outside_a_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_outside_a_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(capsys, "routes")
     assert code == 2
@@ -90,8 +95,9 @@ def test_commands_outside_a_project(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "is not an aiosite project" in err
 
 
-def test_env_option_selects_settings(make_project: ProjectFactory,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_env_option_selects_settings(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = make_project(env_yaml={"production": "colour: red\n"})
     code, _, err = run_cli(capsys, "--project", str(root), "--env", "production", "routes")
     assert code == 2

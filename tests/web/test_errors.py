@@ -90,12 +90,14 @@ async def test_json_errors(project) -> None:  # type: ignore[no-untyped-def]
     async with site_client(project) as client:
         resp = await client.get("/nowhere", headers={"Accept": "application/json"})
         assert resp.status == 404
-        assert await resp.json() == {"error": {"status": 404, "reason": "Not Found",
-                                               "message": None}}
+        assert await resp.json() == {
+            "error": {"status": 404, "reason": "Not Found", "message": None}
+        }
         resp = await client.get("/api/posts/1")
         assert resp.status == 500
-        assert await resp.json() == {"error": {"status": 500, "reason": "Internal Server Error",
-                                               "message": None}}
+        assert await resp.json() == {
+            "error": {"status": 500, "reason": "Internal Server Error", "message": None}
+        }
         resp = await client.get("/api/missing")
         assert resp.status == 404
         assert resp.content_type == "application/json"
@@ -115,14 +117,14 @@ async def test_500_hides_everything_outside_debug(project, caplog) -> None:  # t
         assert "Internal Server Error" in body
         for leak in ("kaboom", "RuntimeError", "hunter2", "Traceback", "routes.py"):
             assert leak not in body
-    assert any("Unhandled RuntimeError in GET /shop/boom" in r.getMessage()
-               for r in caplog.records)
+    assert any("Unhandled RuntimeError in GET /shop/boom" in r.getMessage() for r in caplog.records)
 
 
 async def test_debug_500_shows_the_traceback_with_secrets_masked(project) -> None:  # type: ignore[no-untyped-def]
     async with site_client(project, "development") as client:
-        resp = await client.get("/shop/boom?password=hunter2-secret",
-                                headers={"Authorization": "Bearer abc123"})
+        resp = await client.get(
+            "/shop/boom?password=hunter2-secret", headers={"Authorization": "Bearer abc123"}
+        )
         assert resp.status == 500
         body = await resp.text()
         assert "RuntimeError: kaboom &lt;script&gt;" in body
@@ -165,8 +167,9 @@ async def test_request_ids(project) -> None:  # type: ignore[no-untyped-def]
 async def test_access_log_has_request_id_and_time(project, caplog) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.INFO, logger="aiosite.access")
     server = TestServer(load_site(project, "test"))
-    await server.start_server(access_log_class=AccessLogger,
-                              access_log=logging.getLogger("aiosite.access"))
+    await server.start_server(
+        access_log_class=AccessLogger, access_log=logging.getLogger("aiosite.access")
+    )
     async with TestClient(server) as client:
         await client.get("/?token=abc&page=2", headers={"X-Request-ID": "rid-42"})
     records = [r for r in caplog.records if r.name == "aiosite.access"]

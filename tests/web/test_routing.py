@@ -127,9 +127,13 @@ async def test_reverse_from_template_is_escaped(shop) -> None:  # type: ignore[n
 
 def test_reverse_errors(shop) -> None:  # type: ignore[no-untyped-def]
     app = load_site(shop, "test")
-    with pytest.raises(NoReverseMatch, match=r"no route named 'shop:itme'; did you mean 'shop:item'"):
+    with pytest.raises(
+        NoReverseMatch, match=r"no route named 'shop:itme'; did you mean 'shop:item'"
+    ):
         url_for(app, "shop:itme")
-    with pytest.raises(NoReverseMatch, match=r"route 'shop:item' \(/shop/item/\{slug\}\) needs slug"):
+    with pytest.raises(
+        NoReverseMatch, match=r"route 'shop:item' \(/shop/item/\{slug\}\) needs slug"
+    ):
         url_for(app, "shop:item", page=1)
     with pytest.raises(NoReverseMatch, match="route names have the form 'app:name'"):
         url_for(app, "zzzz")
@@ -158,7 +162,9 @@ def test_duplicate_route_names_are_a_clear_error(make_project: ProjectFactory) -
         """,
     }
     root = make_project(files, apps=["dup"], with_home=False)
-    with pytest.raises(ImproperlyConfigured, match=r"app 'dup': cannot add route GET /dup/b .*same"):
+    with pytest.raises(
+        ImproperlyConfigured, match=r"app 'dup': cannot add route GET /dup/b .*same"
+    ):
         load_site(root, "test")
 
 

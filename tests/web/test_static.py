@@ -24,8 +24,9 @@ async def raw_get(client: TestClient, raw_path: str) -> int:  # type: ignore[typ
     """Send the path exactly as given (no client-side normalisation); return the status."""
     assert client.server.port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
-    writer.write(f"GET {raw_path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-                 .encode())
+    writer.write(
+        f"GET {raw_path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode()
+    )
     await writer.drain()
     status_line = await reader.readline()
     writer.close()
@@ -120,6 +121,7 @@ def test_root_listing(make_project: ProjectFactory) -> None:
     root = make_project(FILES)
     files = load_site(root, "test")[STATIC_FILES]
     assert [p.relative_to(root.resolve()).as_posix().split("/", 1)[1] for p in files.roots] == [
-        "static", "home/static",
+        "static",
+        "home/static",
     ]
     assert files.find("home/override.css") == (Path(files.roots[0]) / "home/override.css")

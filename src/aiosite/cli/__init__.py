@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from aiosite.cli import inspect, project, run
+from aiosite.cli.app_commands import AppCommandsGroup
 from aiosite.cli.context import CliState
 from aiosite.exceptions import AiositeError
 
@@ -22,6 +23,7 @@ cli = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=AppCommandsGroup,
 )
 
 
@@ -30,13 +32,18 @@ def _options(
     ctx: typer.Context,
     project: Annotated[
         Path | None,
-        typer.Option("--project", "-p", help="The project directory (default: found from here).",
-                     envvar="AIOSITE_PROJECT"),
+        typer.Option(
+            "--project",
+            "-p",
+            help="The project directory (default: found from here).",
+            envvar="AIOSITE_PROJECT",
+        ),
     ] = None,
     env: Annotated[
         str | None,
-        typer.Option("--env", "-e", help="Settings environment (default: $AIOSITE_ENV or "
-                     "development)."),
+        typer.Option(
+            "--env", "-e", help="Settings environment (default: $AIOSITE_ENV or development)."
+        ),
     ] = None,
 ) -> None:
     if ctx.obj is None or not isinstance(ctx.obj, CliState):
@@ -57,11 +64,26 @@ def main(argv: Sequence[str] | None = None, *, project: Path | None = None) -> N
     Usage errors exit 2 (Click's convention); so does any error of ours, printed as one
     line without a traceback.
     """
-    state = CliState(project=project)
+    args = list(sys.argv[1:] if argv is None else argv)
+    named = _option_value(args, "--project", "-p")
+    state = CliState(
+        project=project or (Path(named) if named else None), env=_option_value(args, "--env", "-e")
+    )
     try:
-        cli(args=list(argv) if argv is not None else None, obj=state, prog_name="aiosite")
+        cli(args=args, obj=state, prog_name="aiosite")
     except AiositeError as exc:
         Console(stderr=True, highlight=False, soft_wrap=True).print(
             f"[bold red]error:[/] {escape(str(exc))}"
         )
         sys.exit(2)
+
+
+def _option_value(args: list[str], long: str, short: str) -> str | None:
+    # Eager options such as --help run before Click stores --project; app commands
+    # (listed in the help) need the project earlier than that.
+    for index, arg in enumerate(args):
+        if arg in (long, short) and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith(long + "="):
+            return arg.partition("=")[2]
+    return None

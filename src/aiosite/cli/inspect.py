@@ -29,8 +29,12 @@ def routes(ctx: typer.Context) -> None:
         where = f"{handler.__module__}.{getattr(handler, '__qualname__', handler)}"
         table.add_row(route.method, escape(route.path), route.name or "", where)
     if STATIC_FILES in app and state.settings().static.serve:
-        table.add_row("GET", escape(state.settings().static.url + "{path}"), STATIC_ROUTE,
-                      "aiosite static files")
+        table.add_row(
+            "GET",
+            escape(state.settings().static.url + "{path}"),
+            STATIC_ROUTE,
+            "aiosite static files",
+        )
     Console(width=200).print(table)
 
 

@@ -63,8 +63,9 @@ def core_middleware() -> Middleware:
                 raise
             return await error_response(request, exc.status, exc)
         except Exception as exc:
-            logger.exception("Unhandled %s in %s %s", type(exc).__name__,
-                             request.method, request.path)
+            logger.exception(
+                "Unhandled %s in %s %s", type(exc).__name__, request.method, request.path
+            )
             return await server_error_response(request, exc)
 
     return aiosite_core
@@ -86,8 +87,11 @@ def _custom_message(exc: web.HTTPException) -> str | None:
 
 
 async def error_response(
-    request: web.Request, status: int, exc: web.HTTPException | None = None,
-    *, message: str | None = None,
+    request: web.Request,
+    status: int,
+    exc: web.HTTPException | None = None,
+    *,
+    message: str | None = None,
 ) -> web.Response:
     """The page (or JSON body) for an HTTP error ``status``."""
     reason = exc.reason if exc is not None else HTTPStatus(status).phrase
@@ -114,14 +118,20 @@ async def server_error_response(request: web.Request, exc: BaseException) -> web
         "exc_message": scrub(str(exc)),
         "frames": _frames(exc.__traceback__, scrub),
         "traceback": scrub("".join(traceback.format_exception(exc))),
-        "headers": [(k, "********" if _SECRET_NAME.search(k) else v)
-                    for k, v in request.headers.items()],
+        "headers": [
+            (k, "********" if _SECRET_NAME.search(k) else v) for k, v in request.headers.items()
+        ],
         "request": request,
     }
     if wants_json(request):
-        body = {"error": {"status": 500, "reason": "Internal Server Error",
-                          "message": f"{type(exc).__name__}: {context['exc_message']}",
-                          "traceback": context["traceback"]}}
+        body = {
+            "error": {
+                "status": 500,
+                "reason": "Internal Server Error",
+                "message": f"{type(exc).__name__}: {context['exc_message']}",
+                "traceback": context["traceback"],
+            }
+        }
         return json_response(body, status=500)
     return await _page(request, ["aiosite/debug_500.html"], context, 500, {})
 
@@ -144,7 +154,10 @@ class _Scrubber:
 
 
 async def _page(
-    request: web.Request, names: Sequence[str], context: Mapping[str, Any], status: int,
+    request: web.Request,
+    names: Sequence[str],
+    context: Mapping[str, Any],
+    status: int,
     headers: Mapping[str, str],
 ) -> web.Response:
     templates = request.config_dict.get(TEMPLATES)
@@ -155,8 +168,9 @@ async def _page(
             # A broken error template must not hide the original error.
             logger.exception("Rendering the error page %s failed", names[0])
         else:
-            return web.Response(text=body, status=status, headers=headers,
-                                content_type="text/html", charset="utf-8")
+            return web.Response(
+                text=body, status=status, headers=headers, content_type="text/html", charset="utf-8"
+            )
     text = f"{status}: {HTTPStatus(status).phrase}"
     return web.Response(text=text, status=status, headers=headers)
 
@@ -183,8 +197,16 @@ def _frames(tb: TracebackType | None, scrub: _Scrubber) -> list[Frame]:
             (name, "********" if _SECRET_NAME.search(name) else scrub(_short_repr(value)))
             for name, value in tb.tb_frame.f_locals.items()
         )
-        frames.append(Frame(code.co_filename, lineno, code.co_name, lines, local_vars,
-                            code.co_filename.startswith(library_roots)))
+        frames.append(
+            Frame(
+                code.co_filename,
+                lineno,
+                code.co_name,
+                lines,
+                local_vars,
+                code.co_filename.startswith(library_roots),
+            )
+        )
         tb = tb.tb_next
     return frames
 

@@ -37,10 +37,17 @@ class AccessLogger(AbstractAccessLogger):
         request_id = request.get(REQUEST_ID, "-")
         self.logger.info(
             '%s "%s %s" %s %s %.1fms',
-            request.remote, request.method, path, response.status, response.body_length,
+            request.remote,
+            request.method,
+            path,
+            response.status,
+            response.body_length,
             time * 1000,
-            extra={"request_id": request_id, "status": response.status,
-                   "duration_ms": round(time * 1000, 3)},
+            extra={
+                "request_id": request_id,
+                "status": response.status,
+                "duration_ms": round(time * 1000, 3),
+            },
         )
 
     @property
@@ -84,18 +91,23 @@ def configure_logging(settings: Settings) -> None:
     else:
         formatter = {"format": "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s] %(message)s"}
     access_level = "INFO" if settings.server.access_log else "WARNING"
-    logging.config.dictConfig({
-        "version": 1,
-        "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": RequestIdFilter}},
-        "formatters": {"default": formatter},
-        "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": "default",
-                        "filters": ["request_id"]},
-        },
-        "root": {"handlers": ["console"], "level": settings.logging.level},
-        "loggers": {
-            ACCESS_LOGGER: {"level": access_level},
-            "aiohttp.access": {"level": "WARNING"},
-        },
-    })
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "filters": {"request_id": {"()": RequestIdFilter}},
+            "formatters": {"default": formatter},
+            "handlers": {
+                "console": {
+                    "class": "logging.StreamHandler",
+                    "formatter": "default",
+                    "filters": ["request_id"],
+                },
+            },
+            "root": {"handlers": ["console"], "level": settings.logging.level},
+            "loggers": {
+                ACCESS_LOGGER: {"level": access_level},
+                "aiohttp.access": {"level": "WARNING"},
+            },
+        }
+    )

@@ -62,55 +62,122 @@ class Routes(Sequence[RouteDef]):
 
     @overload
     def route(
-        self, method: str, path: str, handler: None = None, *, name: str | None = ...,
-        api: bool | None = ..., **kwargs: Any,
+        self,
+        method: str,
+        path: str,
+        handler: None = None,
+        *,
+        name: str | None = ...,
+        api: bool | None = ...,
+        **kwargs: Any,
     ) -> Callable[[H], H]: ...
     @overload
     def route(
-        self, method: str, path: str, handler: H, *, name: str | None = ...,
-        api: bool | None = ..., **kwargs: Any,
+        self,
+        method: str,
+        path: str,
+        handler: H,
+        *,
+        name: str | None = ...,
+        api: bool | None = ...,
+        **kwargs: Any,
     ) -> H: ...
     def route(
-        self, method: str, path: str, handler: H | None = None, *, name: str | None = None,
-        api: bool | None = None, **kwargs: Any,
+        self,
+        method: str,
+        path: str,
+        handler: H | None = None,
+        *,
+        name: str | None = None,
+        api: bool | None = None,
+        **kwargs: Any,
     ) -> H | Callable[[H], H]:
         registered: H | Callable[[H], H]
         registered = self._register(method.upper(), path, handler, name, api, False, kwargs)
         return registered
 
-    def get(self, path: str, handler: Any = None, *, name: str | None = None,
-            api: bool | None = None, **kwargs: Any) -> Any:
+    def get(
+        self,
+        path: str,
+        handler: Any = None,
+        *,
+        name: str | None = None,
+        api: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
         return self._register(hdrs.METH_GET, path, handler, name, api, False, kwargs)
 
-    def post(self, path: str, handler: Any = None, *, name: str | None = None,
-             api: bool | None = None, **kwargs: Any) -> Any:
+    def post(
+        self,
+        path: str,
+        handler: Any = None,
+        *,
+        name: str | None = None,
+        api: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
         return self._register(hdrs.METH_POST, path, handler, name, api, False, kwargs)
 
-    def put(self, path: str, handler: Any = None, *, name: str | None = None,
-            api: bool | None = None, **kwargs: Any) -> Any:
+    def put(
+        self,
+        path: str,
+        handler: Any = None,
+        *,
+        name: str | None = None,
+        api: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
         return self._register(hdrs.METH_PUT, path, handler, name, api, False, kwargs)
 
-    def patch(self, path: str, handler: Any = None, *, name: str | None = None,
-              api: bool | None = None, **kwargs: Any) -> Any:
+    def patch(
+        self,
+        path: str,
+        handler: Any = None,
+        *,
+        name: str | None = None,
+        api: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
         return self._register(hdrs.METH_PATCH, path, handler, name, api, False, kwargs)
 
-    def delete(self, path: str, handler: Any = None, *, name: str | None = None,
-               api: bool | None = None, **kwargs: Any) -> Any:
+    def delete(
+        self,
+        path: str,
+        handler: Any = None,
+        *,
+        name: str | None = None,
+        api: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
         return self._register(hdrs.METH_DELETE, path, handler, name, api, False, kwargs)
 
-    def view(self, path: str, handler: Any = None, *, name: str | None = None,
-             api: bool | None = None, **kwargs: Any) -> Any:
+    def view(
+        self,
+        path: str,
+        handler: Any = None,
+        *,
+        name: str | None = None,
+        api: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """A class-based view (``aiohttp.web.View``): every method it defines."""
         return self._register(hdrs.METH_ANY, path, handler, name, api, False, kwargs)
 
-    def websocket(self, path: str, handler: Any = None, *, name: str | None = None,
-                  **kwargs: Any) -> Any:
+    def websocket(
+        self, path: str, handler: Any = None, *, name: str | None = None, **kwargs: Any
+    ) -> Any:
         """A websocket endpoint: a GET handler that upgrades with ``WebSocketResponse``."""
         return self._register(hdrs.METH_GET, path, handler, name, None, True, kwargs)
 
     def _register(
-        self, method: str, path: str, handler: Any, name: str | None, api: bool | None,
-        websocket: bool, kwargs: dict[str, Any],
+        self,
+        method: str,
+        path: str,
+        handler: Any,
+        name: str | None,
+        api: bool | None,
+        websocket: bool,
+        kwargs: dict[str, Any],
     ) -> Any:
         if not path.startswith("/"):
             raise ImproperlyConfigured(f"route path {path!r} must start with '/'")
@@ -136,8 +203,9 @@ class MountedRoute:
     resource: web.AbstractResource | None
 
 
-def mount(app: web.Application, app_name: str, prefix: str, table: Routes,
-          *, api: bool = False) -> list[MountedRoute]:
+def mount(
+    app: web.Application, app_name: str, prefix: str, table: Routes, *, api: bool = False
+) -> list[MountedRoute]:
     """Add ``table`` to ``app``'s router under ``prefix``, naming routes ``app_name:name``."""
     mounted = []
     router = app.router
@@ -159,8 +227,16 @@ def mount(app: web.Application, app_name: str, prefix: str, table: Routes,
             ) from None
         is_api = table.api or api if route.api is None else route.api
         mounted.append(
-            MountedRoute(route.method, path, full_name, route.handler, app_name, is_api,
-                         route.websocket, added.resource)
+            MountedRoute(
+                route.method,
+                path,
+                full_name,
+                route.handler,
+                app_name,
+                is_api,
+                route.websocket,
+                added.resource,
+            )
         )
     return mounted
 

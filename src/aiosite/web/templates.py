@@ -50,7 +50,10 @@ class Templates:
 
 
 def build_environment(
-    search_path: Iterable[Path], *, auto_reload: bool, globals_: Mapping[str, Any] = {},
+    search_path: Iterable[Path],
+    *,
+    auto_reload: bool,
+    globals_: Mapping[str, Any] = {},
     filters: Mapping[str, Callable[..., Any]] = {},
 ) -> jinja2.Environment:
     loader = jinja2.ChoiceLoader(
@@ -149,9 +152,7 @@ def template(
             if isinstance(result, web.StreamResponse):
                 return result
             request = args[0] if isinstance(args[0], web.Request) else args[0].request
-            return await render(
-                request, name, result, status=status, content_type=content_type
-            )
+            return await render(request, name, result, status=status, content_type=content_type)
 
         return wrapper  # type: ignore[return-value]
 

@@ -1,0 +1,58 @@
+"""Commands that apps contribute with ``App(commands=typer.Typer())``.
+
+They are looked up only when the command line names a command aiosite itself does not
+have (or asks for help), so a broken project never stops `aiosite new` or `--help`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+import typer.core
+
+from aiosite.apps import load_apps
+from aiosite.cli.context import CliState
+from aiosite.exceptions import AiositeError
+
+
+class AppCommandsGroup(typer.core.TyperGroup):
+    """aiosite's commands first, then those of the project's apps, in ``apps:`` order."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        return _app_commands(ctx).get(cmd_name)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = list(super().list_commands(ctx))
+        names.extend(name for name in _app_commands(ctx) if name not in names)
+        return names
+
+
+def _app_commands(ctx: Any) -> dict[str, Any]:
+    state = ctx.obj if isinstance(ctx.obj, CliState) else CliState()
+    project = ctx.params.get("project")
+    if project is not None:
+        state.project = Path(project)
+    if ctx.params.get("env"):
+        state.env = ctx.params["env"]
+    try:
+        registry = load_apps(state.settings())
+    except AiositeError:
+        return {}
+    commands: dict[str, Any] = {}
+    for loaded in registry:
+        group = loaded.config.commands
+        if group is None:
+            continue
+        click_group = typer.main.get_command(group)
+        sub = getattr(click_group, "commands", None)
+        if isinstance(sub, dict):
+            for name, command in sub.items():
+                commands.setdefault(name, command)
+        elif click_group.name:
+            commands.setdefault(click_group.name, click_group)
+    return commands
