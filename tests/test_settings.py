@@ -143,3 +143,23 @@ def test_find_project_dir(make_project: ProjectFactory, tmp_path: Path) -> None:
     empty = tmp_path / "elsewhere"
     empty.mkdir()
     assert find_project_dir(empty) is None
+
+
+def test_env_var_problems_name_the_variable(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_project()
+    monkeypatch.setenv("AIOSITE_APPS", "x.y")
+    with pytest.raises(ImproperlyConfigured, match=r"^environment variable AIOSITE_APPS: apps: "):
+        load_settings(root, "test")
+    monkeypatch.delenv("AIOSITE_APPS")
+    monkeypatch.setenv("AIOSITE_SEVER__PORT", "1")
+    with pytest.raises(ImproperlyConfigured, match=r"AIOSITE_SEVER__PORT: sever: unknown settings"):
+        load_settings(root, "test")
+
+
+@pytest.mark.parametrize("fact", ["env", "project_dir"])
+def test_facts_cannot_be_set_in_yaml(make_project: ProjectFactory, fact: str) -> None:
+    root = make_project(env_yaml={"test": f"{fact}: somewhere\n"})
+    with pytest.raises(ImproperlyConfigured, match=rf"^config/test.yaml: {fact}: not a setting"):
+        load_settings(root, "test")

@@ -20,7 +20,12 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from aiosite.exceptions import ImproperlyConfigured
 
@@ -28,6 +33,11 @@ ENV_PREFIX = "AIOSITE_"
 ENV_VAR = "AIOSITE_ENV"
 DEFAULT_ENV = "development"
 CONFIG_DIR = "config"
+# Settings fields that are facts of the run, not settings a file may set.
+FACTS = {
+    "env": f"the environment is chosen by {ENV_VAR}",
+    "project_dir": "the project directory is where config/ is",
+}
 
 
 class Section(BaseModel):
@@ -159,17 +169,53 @@ def load_settings(project_dir: Path | str, env: str | None = None) -> Settings:
         path = project_dir / CONFIG_DIR / name
         layer = _read_yaml(path, project_dir)
         label = _relative(path, project_dir)
+        for fact in FACTS:
+            if fact in layer:
+                raise ImproperlyConfigured(f"{label}: {fact}: not a setting ({FACTS[fact]})")
         for key_path in _key_paths(layer):
             origins[key_path] = label
         _deep_merge(merged, layer)
+    _refuse_unknown_env_sections()
     merged["env"] = env
     merged["project_dir"] = project_dir
     try:
         settings = Settings(**merged)
     except ValidationError as exc:
         raise ImproperlyConfigured(_explain(exc, origins)) from None
+    except SettingsError as exc:
+        # pydantic-settings could not parse an environment variable (e.g. a list not
+        # written as JSON); name the variable.
+        raise ImproperlyConfigured(_explain_env_parse(exc)) from None
     # The chosen env and the project directory are facts, not overridable settings.
     return settings.model_copy(update={"env": env, "project_dir": project_dir})
+
+
+def _refuse_unknown_env_sections() -> None:
+    # pydantic-settings drops AIOSITE_SEVER__PORT silently (no field "sever"); a typo in
+    # a section name deserves the same error as one in a key. Variables without "__"
+    # may belong to other tools (AIOSITE_REQUIRE_SERVICES) and are left alone.
+    sections = set(Settings.model_fields)
+    for name in os.environ:
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            section = name[len(ENV_PREFIX) :].partition("__")[0].lower()
+            if section not in sections:
+                raise ImproperlyConfigured(
+                    f"environment variable {name}: {section}: unknown settings section "
+                    f"(sections: {', '.join(sorted(sections - set(FACTS)))})"
+                )
+
+
+def _explain_env_parse(exc: SettingsError) -> str:
+    message = str(exc)
+    for name in sorted(os.environ):
+        if name.startswith(ENV_PREFIX):
+            field_name = name[len(ENV_PREFIX) :].lower()
+            if f'"{field_name}"' in message:
+                return (
+                    f"environment variable {name}: {field_name}: cannot parse the value; "
+                    'write lists and mappings as JSON, e.g. \'["a", "b"]\''
+                )
+    return f"environment variables: {message}"
 
 
 def _read_yaml(path: Path, project_dir: Path) -> dict[str, Any]:

@@ -72,5 +72,5 @@ def _mount_apps(app: web.Application, registry: AppRegistry) -> SiteRoutes:
         )
         if (loaded.config.api or table.api) and loaded.config.url_prefix:
             api_prefixes.append(loaded.config.url_prefix)
-    api_resources = frozenset(r.resource for r in mounted if r.api and r.resource is not None)
-    return SiteRoutes(tuple(mounted), api_resources, tuple(api_prefixes))
+    api_by_resource = {r.resource: r.api for r in mounted if r.resource is not None}
+    return SiteRoutes(tuple(mounted), api_by_resource, tuple(api_prefixes))

@@ -25,7 +25,31 @@ def test_routes_table(make_project: ProjectFactory, capsys: pytest.CaptureFixtur
     assert lines[0] == ["Method", "Path", "Name", "Handler"]
     assert ["GET", "/", "home:index", f"{root.name}.home.routes.index"] in lines
     assert ["GET", "/hello.json", "home:hello", f"{root.name}.home.routes.hello"] in lines
-    assert ["GET", "/static/{path}", "static", "aiosite", "static", "files"] in lines
+    assert ["GET", "/static/{path}", "static", "aiosite.web.static.StaticFiles.handle"] in lines
+    assert not any(line[0] == "HEAD" for line in lines)
+
+
+def test_routes_lists_routes_added_in_setup_and_sub_apps(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site_hooks = """
+        from aiohttp import web
+
+        async def raw(request: web.Request) -> web.Response:
+            return web.Response(text="raw")
+
+        def setup(app: web.Application) -> None:
+            app.router.add_post("/raw", raw, name="raw")
+            sub = web.Application()
+            sub.router.add_get("/inner", raw, name="inner")
+            app.add_subapp("/sub", sub)
+    """
+    root = make_project({"PKG/site.py": site_hooks})
+    code, out, _ = run_cli(capsys, "--project", str(root), "routes")
+    assert code == 0
+    lines = [line.split() for line in out.splitlines() if line.strip()]
+    assert ["POST", "/raw", "raw", f"{root.name}.site.raw"] in lines
+    assert ["GET", "/sub/inner", "inner", f"{root.name}.site.raw"] in lines
 
 
 def test_check_passes_on_a_good_project(

@@ -53,6 +53,10 @@ FILES = {
 
         routes = Routes()
 
+        @routes.get("/page", name="page", api=False)
+        async def page(request: web.Request) -> web.Response:
+            raise web.HTTPNotFound()
+
         @routes.get("/posts/{id}", name="post")
         async def post(request: web.Request) -> web.Response:
             raise RuntimeError("database exploded")
@@ -101,6 +105,9 @@ async def test_json_errors(project) -> None:  # type: ignore[no-untyped-def]
         resp = await client.get("/api/missing")
         assert resp.status == 404
         assert resp.content_type == "application/json"
+        resp = await client.get("/api/page")
+        assert resp.status == 404
+        assert resp.content_type == "text/html"
         resp = await client.get("/shop/api-ish")
         assert resp.status == 409
         assert (await resp.json())["error"]["message"] == "Already there."

@@ -102,3 +102,26 @@ def test_autoreload_follows_debug(make_project: ProjectFactory) -> None:
     root = make_project()
     assert load_site(root, "development")[TEMPLATES].env.auto_reload is True
     assert load_site(root, "production")[TEMPLATES].env.auto_reload is False
+
+
+async def test_plain_text_templates_are_not_escaped(make_project: ProjectFactory) -> None:
+    files = {
+        "PKG/home/templates/home/mail.txt": "Dear {{ name }}",
+        "PKG/home/templates/home/page.svg": "<text>{{ name }}</text>",
+        "PKG/home/routes.py": """
+            from aiohttp import web
+            from aiosite import Routes, render_string
+            routes = Routes()
+
+            @routes.get("/", name="index")
+            async def index(request: web.Request) -> web.Response:
+                ctx = {"name": "Tom & <Jerry>"}
+                mail = await render_string(request, "home/mail.txt", ctx)
+                svg = await render_string(request, "home/page.svg", ctx)
+                return web.Response(text=mail + "|" + svg)
+        """,
+    }
+    root = make_project(files)
+    async with site_client(root) as client:
+        text = await (await client.get("/")).text()
+        assert text == "Dear Tom & <Jerry>|<text>Tom &amp; &lt;Jerry&gt;</text>"

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import typer
+from aiohttp import hdrs, web
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from aiosite.checks import run_checks
 from aiosite.cli.context import CliState
-from aiosite.keys import ROUTES, STATIC_FILES
 from aiosite.site import create_site
-from aiosite.web.static import ROUTE_NAME as STATIC_ROUTE
 
 
 def register(cli: typer.Typer) -> None:
@@ -20,22 +19,33 @@ def register(cli: typer.Typer) -> None:
 
 
 def routes(ctx: typer.Context) -> None:
-    """List every route: method, path, name and handler."""
+    """List every route the site serves: method, path, name and handler."""
     state: CliState = ctx.obj
     app = create_site(state.settings())
     table = Table("Method", "Path", "Name", "Handler", box=None, header_style="bold")
-    for route in app[ROUTES].mounted:
-        handler = route.handler
-        where = f"{handler.__module__}.{getattr(handler, '__qualname__', handler)}"
-        table.add_row(route.method, escape(route.path), route.name or "", where)
-    if STATIC_FILES in app and state.settings().static.serve:
-        table.add_row(
-            "GET",
-            escape(state.settings().static.url + "{path}"),
-            STATIC_ROUTE,
-            "aiosite static files",
-        )
+    for method, path, name, handler in route_rows(app):
+        table.add_row(method, escape(path), name, escape(handler))
     Console(width=200).print(table)
+
+
+def route_rows(app: web.Application) -> list[tuple[str, str, str, str]]:
+    """Rows for every route on the router, sub-applications included; HEAD routes that
+    aiohttp adds beside GET are left out."""
+    rows = []
+    for resource in app.router.resources():
+        if isinstance(resource, web.PrefixedSubAppResource):
+            # aiohttp already put the prefix on the sub-application's resources.
+            rows.extend(route_rows(resource._app))
+            continue
+        for route in resource:
+            if route.method == hdrs.METH_HEAD and any(
+                other.method == hdrs.METH_GET for other in resource
+            ):
+                continue
+            handler = getattr(route.handler, "__wrapped__", route.handler)
+            where = f"{handler.__module__}.{getattr(handler, '__qualname__', handler)}"
+            rows.append((route.method, resource.canonical, resource.name or "", where))
+    return rows
 
 
 def check(ctx: typer.Context) -> None:

@@ -37,17 +37,20 @@ class SiteRoutes:
     """What the site mounted, for error pages, checks and ``aiosite routes``."""
 
     mounted: tuple[MountedRoute, ...]
-    api_resources: frozenset[web.AbstractResource]
+    # Whether each mounted resource answers errors in JSON; a route's own `api=`
+    # wins over its table's and its app's.
+    api_by_resource: Mapping[web.AbstractResource, bool]
+    # Prefixes of API apps, for requests that matched no route (404, 405).
     api_prefixes: tuple[str, ...]
 
     def is_api(self, request: web.Request) -> bool:
-        route = request.match_info.route
-        if route.resource is not None and route.resource in self.api_resources:
-            return True
-        return any(
-            request.path == prefix or request.path.startswith(prefix + "/")
-            for prefix in self.api_prefixes
-        )
+        resource = request.match_info.route.resource
+        if resource is not None:
+            api = self.api_by_resource.get(resource)
+            if api is not None:
+                return api
+        path = request.path
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.api_prefixes)
 
 
 def core_middleware() -> Middleware:

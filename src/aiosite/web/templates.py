@@ -21,6 +21,7 @@ from aiosite.keys import STATIC_FILES, TEMPLATES, URLS
 from aiosite.settings import Settings
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
+PLAIN_TEXT_EXTENSIONS = ("txt", "text", "md", "csv")
 
 HandlerT = TypeVar("HandlerT", bound=Callable[..., Awaitable[Any]])
 
@@ -62,7 +63,10 @@ def build_environment(
     )
     env = jinja2.Environment(
         loader=loader,
-        autoescape=True,
+        # Escape everything (also unknown extensions and strings) but plain-text formats.
+        autoescape=jinja2.select_autoescape(
+            disabled_extensions=PLAIN_TEXT_EXTENSIONS, default_for_string=True, default=True
+        ),
         enable_async=True,
         auto_reload=auto_reload,
         trim_blocks=True,
