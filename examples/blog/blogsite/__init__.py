@@ -1,0 +1,1 @@
+"""Blogsite: the project package (its apps, templates, static files and site hooks)."""

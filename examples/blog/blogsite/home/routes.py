@@ -1,0 +1,15 @@
+"""The home app's routes, named ``home:<name>``: ``url('home:about')`` in a template.
+
+A route can also be declared on the handler itself:
+
+    @routes.get("/", name="index")
+    async def index(request: web.Request) -> web.Response: ...
+"""
+
+from aiosite import Routes
+
+from . import views
+
+routes = Routes()
+routes.get("/", views.index, name="index")
+routes.get("/about", views.about, name="about")

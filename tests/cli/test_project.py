@@ -1,0 +1,375 @@
+"""``aiosite new`` and ``aiosite startapp``, run in-process through ``aiosite.cli.main``."""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import re
+import sys
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from aiohttp.test_utils import TestClient, TestServer
+
+from aiosite import CommandError, load_settings, load_site
+from aiosite.cli import main
+from aiosite.scaffold import add_app
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+Run = Callable[..., Result]
+
+
+@pytest.fixture
+def run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Run]:
+    """Run the CLI in ``cwd`` (default tmp_path); forget the generated packages afterwards,
+    since the next test may generate a package of the same name."""
+    monkeypatch.delenv("AIOSITE_ENV", raising=False)
+    monkeypatch.delenv("AIOSITE_PROJECT", raising=False)
+    path_before = list(sys.path)
+
+    def run(*args: str, cwd: Path | None = None) -> Result:
+        monkeypatch.chdir(cwd or tmp_path)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(args))
+        captured = capsys.readouterr()
+        code = exit_info.value.code
+        return Result(code if isinstance(code, int) else 1, captured.out, captured.err)
+
+    yield run
+    sys.path[:] = path_before
+    for name, module in list(sys.modules.items()):
+        where = getattr(module, "__file__", None) or ""
+        if where.startswith(str(tmp_path)):
+            del sys.modules[name]
+    importlib.invalidate_caches()
+
+
+def assert_one_line_error(result: Result, *fragments: str) -> None:
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture
+def project(run: Run, tmp_path: Path) -> Path:
+    result = run("new", "mysite")
+    assert result.code == 0, result.err
+    return tmp_path / "mysite"
+
+
+PROJECT_FILES = [
+    "pyproject.toml",
+    "README.md",
+    ".gitignore",
+    "config/default.yaml",
+    "config/development.yaml",
+    "config/test.yaml",
+    "config/production.yaml",
+    "mysite/__init__.py",
+    "mysite/__main__.py",
+    "mysite/site.py",
+    "mysite/templates/base.html",
+    "mysite/templates/404.html",
+    "mysite/templates/500.html",
+    "mysite/static/site.css",
+    "mysite/home/__init__.py",
+    "mysite/home/routes.py",
+    "mysite/home/views.py",
+    "mysite/home/templates/home/index.html",
+    "mysite/home/static/home/home.css",
+    "tests/conftest.py",
+    "tests/test_home.py",
+]
+
+
+def test_new_writes_the_project(project: Path, run: Run) -> None:
+    written = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file())
+    assert written == sorted(PROJECT_FILES)
+    for relative in PROJECT_FILES:
+        text = (project / relative).read_text()
+        assert "@@" not in text, relative
+    assert not list(project.rglob("*.tmpl"))
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert any(dep.startswith("aiosite") for dep in pyproject["project"]["dependencies"])
+    assert pyproject["tool"]["pytest"]["ini_options"] == {
+        "asyncio_mode": "auto",
+        "asyncio_default_fixture_loop_scope": "function",
+        "pythonpath": ["."],
+        "testpaths": ["tests"],
+    }
+    default = (project / "config/default.yaml").read_text()
+    assert yaml.safe_load(default)["apps"] == ["mysite.home"]
+    assert default.count("\n# ") + default.count("\n  # ") >= 15  # commented for the user
+
+
+def test_new_settings_per_environment(project: Path) -> None:
+    development = load_settings(project, "development")
+    assert development.site.package == "mysite"
+    assert development.site.name == "Mysite"
+    assert development.debug.enabled
+    assert development.debug.toolbar
+    assert development.debug.detect_blocking
+    assert development.server.reload
+    assert development.server.access_log
+    test = load_settings(project, "test")
+    assert not test.debug.enabled
+    assert test.debug.detect_blocking
+    assert not test.server.reload
+    production = load_settings(project, "production")
+    assert not production.debug.enabled
+    assert production.logging.format == "json"
+    assert production.server.host == "127.0.0.1"  # 0.0.0.0 is a comment to opt into
+    assert "# host: 0.0.0.0" in (project / "config/production.yaml").read_text()
+
+
+def test_new_prints_next_steps(run: Run, tmp_path: Path) -> None:
+    result = run("new", "blogsite")
+    assert result.code == 0
+    assert (tmp_path / "blogsite" / "blogsite" / "__main__.py").is_file()
+    assert "cd blogsite" in result.out
+    assert "aiosite run" in result.out
+    assert "python -m pytest" in result.out
+
+
+def test_new_into_the_current_empty_directory(run: Run, tmp_path: Path) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
+    result = run("new", "mysite", ".", cwd=here)
+    assert result.code == 0, result.err
+    assert (here / "mysite" / "home" / "routes.py").is_file()
+    assert "cd " not in result.out
+
+
+async def test_generated_project_serves_its_pages(project: Path) -> None:
+    async with TestClient(TestServer(load_site(project, "test"))) as client:
+        resp = await client.get("/")
+        assert resp.status == 200
+        body = await resp.text()
+        assert "Welcome to Mysite" in body
+        assert '<a href="/">Home</a>' in body
+        assert 'href="/static/home/home.css"' in body
+        assert f"&copy; {datetime.date.today().year} Mysite" in body
+        for path in ("/static/site.css", "/static/home/home.css"):
+            resp = await client.get(path)
+            assert resp.status == 200
+            assert resp.content_type == "text/css"
+        resp = await client.get("/no/such/page")
+        assert resp.status == 404
+        body = await resp.text()
+        assert "Page not found" in body
+        assert "<code>/no/such/page</code>" in body
+        assert 'href="/static/site.css"' in body  # 404.html extends base.html
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("json", "existing Python module"),
+        ("test", "existing Python module"),
+        ("aiosite", "existing Python module"),
+        ("class", "keyword"),
+        ("1site", "not a valid project name"),
+        ("my-site", "not a valid project name"),
+        ("tests", "directory in every project"),
+    ],
+)
+def test_new_rejects_bad_names(run: Run, tmp_path: Path, name: str, fragment: str) -> None:
+    result = run("new", name)
+    assert_one_line_error(result, repr(name), fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_new_refuses_a_non_empty_directory(run: Run, tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    assert_one_line_error(run("new", "mysite", "taken"), "taken already exists and is not empty")
+    assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
+    (tmp_path / "afile").write_text("")
+    assert_one_line_error(run("new", "mysite", "afile"), "is not a directory")
+
+
+async def test_startapp_adds_an_app_that_serves(project: Path, run: Run) -> None:
+    config = project / "config" / "default.yaml"
+    before = config.read_text()
+    result = run("startapp", "blog", cwd=project / "mysite")  # found from a subdirectory
+    assert result.code == 0, result.err
+    assert "mysite.blog" in result.out
+    app_dir = project / "mysite" / "blog"
+    for relative in (
+        "__init__.py",
+        "routes.py",
+        "views.py",
+        "models.py",
+        "templates/blog/index.html",
+        "static/blog/blog.css",
+    ):
+        assert (app_dir / relative).is_file(), relative
+        assert "@@" not in (app_dir / relative).read_text()
+    assert 'app = App("blog", prefix="/blog")' in (app_dir / "__init__.py").read_text()
+    # One line added after the last entry; every comment kept.
+    assert config.read_text() == before.replace(
+        "  - mysite.home\n", "  - mysite.home\n  - mysite.blog\n"
+    )
+    assert yaml.safe_load(config.read_text())["apps"] == ["mysite.home", "mysite.blog"]
+
+    routes = run("routes", cwd=project)
+    assert routes.code == 0, routes.err
+    line = next(line for line in routes.out.splitlines() if "blog:index" in line)
+    assert "/blog/" in line
+    assert "mysite.blog.views.index" in line
+
+    async with TestClient(TestServer(load_site(project, "test"))) as client:
+        resp = await client.get("/blog/")
+        assert resp.status == 200
+        body = await resp.text()
+        assert "<h1>Blog</h1>" in body
+        assert 'href="/static/blog/blog.css"' in body
+        assert (await client.get("/static/blog/blog.css")).status == 200
+    assert importlib.import_module("mysite.blog.models").__file__
+
+
+@pytest.mark.parametrize(
+    ("apps", "expected"),
+    [
+        ("apps: [mysite.home]  # the apps\n", "apps: [mysite.home, mysite.blog]  # the apps\n"),
+        ("apps: []\n", "apps: [mysite.blog]\n"),
+        ("apps:\n- mysite.home\n", "apps:\n- mysite.home\n- mysite.blog\n"),
+        ("apps: [\n    mysite.home,\n]\n", "apps: [\n    mysite.home,\n    mysite.blog,\n]\n"),
+        ("", "\napps:\n  - mysite.blog\n"),
+    ],
+    ids=["flow", "flow-empty", "block-unindented", "flow-multiline", "missing"],
+)
+def test_startapp_edits_every_style_of_apps_list(
+    project: Path, run: Run, apps: str, expected: str
+) -> None:
+    config = project / "config" / "default.yaml"
+    head = "# My settings.\nsite:\n  name: Mine  # shown in titles\n  package: mysite\n"
+    tail = "\n# The server.\nserver:\n  port: 8080\n"
+    config.write_text(head + apps + tail if apps else head)
+    result = run("startapp", "blog", cwd=project)
+    assert result.code == 0, result.err
+    assert config.read_text() == (head + expected + tail if apps else head + expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("blog-posts", "not a valid app name"),
+        ("import", "keyword"),
+        ("static", "used by the project package"),
+        ("home", "an app named 'home' is already listed"),
+    ],
+)
+def test_startapp_rejects_bad_names(project: Path, run: Run, name: str, fragment: str) -> None:
+    config = project / "config" / "default.yaml"
+    before = config.read_text()
+    assert_one_line_error(run("startapp", name, cwd=project), fragment)
+    assert config.read_text() == before
+
+
+def test_startapp_refuses_an_existing_directory(project: Path, run: Run) -> None:
+    config = project / "config" / "default.yaml"
+    before = config.read_text()
+    (project / "mysite" / "blog").mkdir()
+    assert_one_line_error(run("startapp", "blog", cwd=project), "mysite/blog already exists")
+    assert config.read_text() == before
+    assert list((project / "mysite" / "blog").iterdir()) == []
+
+
+def test_startapp_refuses_an_app_already_listed(project: Path, run: Run) -> None:
+    config = project / "config" / "default.yaml"
+    config.write_text(
+        config.read_text().replace("  - mysite.home\n", "  - mysite.home\n  - mysite.blog\n")
+    )
+    before = config.read_text()
+    assert_one_line_error(run("startapp", "blog", cwd=project), "already listed")
+    assert config.read_text() == before
+    assert not (project / "mysite" / "blog").exists()
+
+
+def test_startapp_refuses_apps_it_cannot_edit(project: Path, run: Run) -> None:
+    config = project / "config" / "default.yaml"
+    # Valid YAML and valid settings, but not a list this edit knows how to extend.
+    config.write_text(
+        config.read_text().replace("apps:\n  - mysite.home\n", "apps: &apps [mysite.home]\n")
+    )
+    assert_one_line_error(run("startapp", "blog", cwd=project), "add the line '  - mysite.blog'")
+    assert not (project / "mysite" / "blog").exists()
+
+
+def test_startapp_outside_a_project(run: Run, tmp_path: Path) -> None:
+    assert_one_line_error(run("startapp", "blog"), "not inside an aiosite project")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (
+            "# apps\napps:\n  # first\n  - p.a  # the a\n  - p.b\n\n# next\nx: 1\n",
+            "# apps\napps:\n  # first\n  - p.a  # the a\n  - p.b\n  - p.new\n\n# next\nx: 1\n",
+        ),
+        ("apps:\n    -   p.a\n", "apps:\n    -   p.a\n    -   p.new\n"),
+        ("apps:\n  - 'p.a'\n  - \"p.b\"", "apps:\n  - 'p.a'\n  - \"p.b\"\n  - p.new\n"),
+        ("apps:\r\n  - p.a\r\nx: 1\r\n", "apps:\r\n  - p.a\r\n  - p.new\r\nx: 1\r\n"),
+        ("apps:\n  - >-\n    p.a\nx: 1\n", "apps:\n  - >-\n    p.a\n  - p.new\nx: 1\n"),
+        ("apps: [ ]\n", "apps: [p.new ]\n"),
+        ("apps: [p.a,]", "apps: [p.a, p.new]"),
+        ("apps: [\"p.a # x\", 'p]b']\n", "apps: [\"p.a # x\", 'p]b', p.new]\n"),
+        ("apps: [\n  p.a  # a\n]\n", "apps: [\n  p.a,  # a\n  p.new\n]\n"),
+        ("apps: [\n]\n", "apps: [\n  p.new,\n]\n"),
+        ("apps: ~  # later\nx: 1\n", "apps:  # later\n  - p.new\nx: 1\n"),
+        ("apps:\nx: 1\n", "apps:\n  - p.new\nx: 1\n"),
+        ("# only a comment", "# only a comment\n\napps:\n  - p.new\n"),
+    ],
+)
+def test_add_app_keeps_the_file_as_written(before: str, after: str) -> None:
+    assert add_app(before, "p.new") == after
+    assert yaml.safe_load(after)["apps"][-1] == "p.new"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("apps: [p.a\n", "config/default.yaml:2:1: invalid YAML"),
+        ("- p.a\n", "mapping of settings"),
+        ("apps: {p.a: 1}\n", "list of package names"),
+        ("apps: [p.new]\n", "'p.new' is already listed"),
+        ("apps: &x [p.a]\n", "add the line '  - p.new' under apps: by hand"),
+    ],
+)
+def test_add_app_refuses_what_it_cannot_edit(text: str, fragment: str) -> None:
+    with pytest.raises(CommandError, match=re.escape(fragment)):
+        add_app(text, "p.new")
+
+
+def test_startapp_needs_the_project_package(project: Path, run: Run) -> None:
+    config = project / "config" / "default.yaml"
+    config.write_text(config.read_text().replace("  package: mysite\n", ""))
+    assert_one_line_error(run("startapp", "blog", cwd=project), "site.package is not set")
+    assert not (project / "mysite" / "blog").exists()
+
+
+def test_startapp_warns_when_another_layer_sets_apps(project: Path, run: Run) -> None:
+    (project / "config" / "development.yaml").write_text("apps:\n  - mysite.home\n")
+    result = run("startapp", "blog", cwd=project)
+    assert result.code == 0, result.err
+    assert "config/development.yaml sets its own apps:" in result.err
+    assert (project / "mysite" / "blog" / "routes.py").is_file()
