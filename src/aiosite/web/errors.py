@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -190,7 +191,11 @@ class Frame:
 
 def _frames(tb: TracebackType | None, scrub: _Scrubber) -> list[Frame]:
     frames = []
-    library_roots = tuple(p for p in sys.path if "site-packages" in p or "lib/python" in p)
+    # Library frames fold on the page: installed packages, the stdlib and aiosite itself.
+    library_roots = (
+        *(p for p in sys.path if "site-packages" in p or "lib/python" in p),
+        str(Path(__file__).resolve().parents[1]),
+    )
     while tb is not None:
         code = tb.tb_frame.f_code
         lineno = tb.tb_lineno
