@@ -34,8 +34,12 @@ typecheck: $(STAMP)
 layers: $(STAMP)
 	$(BIN)/lint-imports
 
+# coverage run (not pytest --cov): the aiosite pytest plugin imports aiosite before
+# pytest-cov would start measuring.
 pytest: $(STAMP)
-	$(BIN)/pytest --cov=aiosite --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage report
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench examples

@@ -125,3 +125,19 @@ async def test_plain_text_templates_are_not_escaped(make_project: ProjectFactory
     async with site_client(root) as client:
         text = await (await client.get("/")).text()
         assert text == "Dear Tom & <Jerry>|<text>Tom &amp; &lt;Jerry&gt;</text>"
+
+
+async def test_changed_templates_reload_in_debug_only(make_project: ProjectFactory) -> None:
+    import os
+
+    root = make_project()
+    template = next(root.glob("proj_*/home/templates/home/index.html"))
+    for env, expect_reload in (("development", True), ("production", False)):
+        template.write_text("<p>before</p>")
+        async with site_client(root, env) as client:
+            assert await (await client.get("/")).text() == "<p>before</p>"
+            template.write_text("<p>after</p>")
+            stat = template.stat()
+            os.utime(template, (stat.st_atime, stat.st_mtime + 5))
+            expected = "<p>after</p>" if expect_reload else "<p>before</p>"
+            assert await (await client.get("/")).text() == expected

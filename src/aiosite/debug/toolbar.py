@@ -1,15 +1,27 @@
-"""aiohttp-debugtoolbar, on in debug mode when the package is installed."""
+"""aiohttp-debugtoolbar, on in debug mode when the package is installed.
+
+The toolbar (0.6.1, verified with aiohttp 3.14) injects a button into every HTML page a
+local client gets and serves its panels under ``/_debugtoolbar``. It is configured to
+leave exceptions and redirects alone: aiosite's own debug 500 page shows exceptions,
+and a redirect should behave in development as it will in production.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
+import platform
+import warnings
+from typing import Any
 
 from aiohttp import web
 
 from aiosite.settings import Settings
 
 logger = logging.getLogger("aiosite.debug")
+
+PATH_PREFIX = "/_debugtoolbar"
 
 
 def available() -> bool:
@@ -24,5 +36,34 @@ def setup(app: web.Application, settings: Settings) -> None:
         return
     import aiohttp_debugtoolbar
 
-    # aiosite's own debug page shows exceptions; the toolbar shows everything else.
-    aiohttp_debugtoolbar.setup(app, intercept_exc=False, intercept_redirects=False)
+    # 0.6.1 stores per-request state under string keys, which aiohttp 3.14 warns about
+    # on every request (and turns into errors under -W error); the warning is about the
+    # toolbar's code, not the user's.
+    warnings.filterwarnings(
+        "ignore", category=web.NotAppKeyWarning, module=r"aiohttp_debugtoolbar(\.|$)"
+    )
+    aiohttp_debugtoolbar.setup(
+        app,
+        intercept_exc=False,
+        intercept_redirects=False,
+        # Static files are never HTML pages; keep them out of the request history.
+        exclude_prefixes=(settings.static.url,),
+        path_prefix=PATH_PREFIX,
+    )
+    app.on_startup.append(_warm_versions_panel)
+
+
+async def _warm_versions_panel(app: web.Application) -> None:
+    # The Versions panel reads the metadata of every installed distribution the first
+    # time a page is shown (a quarter of a second in a large virtualenv) and
+    # platform.platform() runs `uname -p` in a subprocess: both on the event loop, both
+    # cached for the process. Fill the caches in a thread before the first request.
+    from aiohttp_debugtoolbar.panels.versions import VersionDebugPanel
+
+    if VersionDebugPanel.packages is None:
+        await asyncio.to_thread(_warm, VersionDebugPanel)
+
+
+def _warm(panel: Any) -> None:
+    panel.get_packages()
+    platform.platform()

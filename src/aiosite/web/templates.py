@@ -7,6 +7,7 @@ only when a template is rendered, and ``url``/``static`` are plain globals.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -32,6 +33,22 @@ class Templates:
     def __init__(self, env: jinja2.Environment, processors: Sequence[ContextProcessor]) -> None:
         self.env = env
         self.processors = tuple(processors)
+        self._loaded: dict[str | tuple[str, ...], jinja2.Template] = {}
+
+    async def get_template(self, name: str | Sequence[str]) -> jinja2.Template:
+        """The compiled template; compiling (tens of milliseconds for a large template)
+        happens in a thread, so a first render never blocks the event loop."""
+        key = name if isinstance(name, str) else tuple(name)
+        template = self._loaded.get(key)
+        if template is None or (self.env.auto_reload and not template.is_up_to_date):
+            template = await asyncio.to_thread(self._load, key)
+            self._loaded[key] = template
+        return template
+
+    def _load(self, key: str | tuple[str, ...]) -> jinja2.Template:
+        if isinstance(key, str):
+            return self.env.get_template(key)
+        return self.env.select_template(list(key))
 
     async def context(self, request: web.Request, context: Mapping[str, Any]) -> dict[str, Any]:
         merged: dict[str, Any] = {"request": request}
@@ -46,7 +63,7 @@ class Templates:
     async def render_string(
         self, request: web.Request, name: str | Sequence[str], context: Mapping[str, Any]
     ) -> str:
-        template = self.env.get_or_select_template(name if isinstance(name, str) else list(name))
+        template = await self.get_template(name)
         return await template.render_async(await self.context(request, context))
 
 
