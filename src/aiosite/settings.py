@@ -230,10 +230,7 @@ def _read_yaml(path: Path, project_dir: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ImproperlyConfigured(f"{label}{where}: invalid YAML: {problem}") from None
+        raise ImproperlyConfigured(yaml_error(label, exc)) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -241,6 +238,14 @@ def _read_yaml(path: Path, project_dir: Path) -> dict[str, Any]:
             f"{label}: expected a mapping of settings at the top level, got {type(data).__name__}"
         )
     return data
+
+
+def yaml_error(label: str, exc: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: ``file:line:column: invalid YAML: problem``."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{label}{where}: invalid YAML: {problem}"
 
 
 def _relative(path: Path, base: Path) -> str:

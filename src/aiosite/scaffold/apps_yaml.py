@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from aiosite.exceptions import CommandError
+from aiosite.settings import yaml_error
 
 _APPS_LINE = re.compile(r"^apps[ \t]*:(?P<rest>[^\r\n]*)", re.MULTILINE)
 _ITEM = re.compile(r"^(?P<lead>[ \t]*-[ \t]+)\S")
@@ -37,10 +38,7 @@ def _apps(text: str, label: str) -> list[str]:
     try:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise CommandError(f"{label}{where}: invalid YAML, fix it first: {problem}") from None
+        raise CommandError(yaml_error(label, exc) + " (fix it first)") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

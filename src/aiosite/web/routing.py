@@ -13,7 +13,7 @@ import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, cast, overload
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -40,6 +40,52 @@ class RouteDef:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
+class Register(Protocol):
+    """``routes.get`` and friends: a decorator, or a call that takes the handler."""
+
+    @overload
+    def __call__(
+        self,
+        path: str,
+        handler: None = None,
+        *,
+        name: str | None = ...,
+        api: bool | None = ...,
+        **kwargs: Any,
+    ) -> Callable[[H], H]: ...
+    @overload
+    def __call__(
+        self,
+        path: str,
+        handler: H,
+        *,
+        name: str | None = ...,
+        api: bool | None = ...,
+        **kwargs: Any,
+    ) -> H: ...
+
+
+class _Verb:
+    """Binds one HTTP method to ``Routes._register``, so each verb is a line, not a copy."""
+
+    def __init__(self, method: str, *, websocket: bool = False) -> None:
+        self.method = method
+        self.websocket = websocket
+
+    def __get__(self, routes: Routes, owner: type[Routes] | None = None) -> Register:
+        def register(
+            path: str,
+            handler: Any = None,
+            *,
+            name: str | None = None,
+            api: bool | None = None,
+            **kwargs: Any,
+        ) -> Any:
+            return routes._register(self.method, path, handler, name, api, self.websocket, kwargs)
+
+        return cast(Register, register)
+
+
 class Routes(Sequence[RouteDef]):
     """An app's route table.
 
@@ -60,114 +106,28 @@ class Routes(Sequence[RouteDef]):
     def __iter__(self) -> Iterator[RouteDef]:
         return iter(self._defs)
 
-    @overload
     def route(
         self,
         method: str,
         path: str,
-        handler: None = None,
-        *,
-        name: str | None = ...,
-        api: bool | None = ...,
-        **kwargs: Any,
-    ) -> Callable[[H], H]: ...
-    @overload
-    def route(
-        self,
-        method: str,
-        path: str,
-        handler: H,
-        *,
-        name: str | None = ...,
-        api: bool | None = ...,
-        **kwargs: Any,
-    ) -> H: ...
-    def route(
-        self,
-        method: str,
-        path: str,
-        handler: H | None = None,
-        *,
-        name: str | None = None,
-        api: bool | None = None,
-        **kwargs: Any,
-    ) -> H | Callable[[H], H]:
-        registered: H | Callable[[H], H]
-        registered = self._register(method.upper(), path, handler, name, api, False, kwargs)
-        return registered
-
-    def get(
-        self,
-        path: str,
         handler: Any = None,
         *,
         name: str | None = None,
         api: bool | None = None,
         **kwargs: Any,
     ) -> Any:
-        return self._register(hdrs.METH_GET, path, handler, name, api, False, kwargs)
+        """Any method, e.g. ``@routes.route("OPTIONS", "/items", name="options")``."""
+        return self._register(method.upper(), path, handler, name, api, False, kwargs)
 
-    def post(
-        self,
-        path: str,
-        handler: Any = None,
-        *,
-        name: str | None = None,
-        api: bool | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        return self._register(hdrs.METH_POST, path, handler, name, api, False, kwargs)
-
-    def put(
-        self,
-        path: str,
-        handler: Any = None,
-        *,
-        name: str | None = None,
-        api: bool | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        return self._register(hdrs.METH_PUT, path, handler, name, api, False, kwargs)
-
-    def patch(
-        self,
-        path: str,
-        handler: Any = None,
-        *,
-        name: str | None = None,
-        api: bool | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        return self._register(hdrs.METH_PATCH, path, handler, name, api, False, kwargs)
-
-    def delete(
-        self,
-        path: str,
-        handler: Any = None,
-        *,
-        name: str | None = None,
-        api: bool | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        return self._register(hdrs.METH_DELETE, path, handler, name, api, False, kwargs)
-
-    def view(
-        self,
-        path: str,
-        handler: Any = None,
-        *,
-        name: str | None = None,
-        api: bool | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """A class-based view (``aiohttp.web.View``): every method it defines."""
-        return self._register(hdrs.METH_ANY, path, handler, name, api, False, kwargs)
-
-    def websocket(
-        self, path: str, handler: Any = None, *, name: str | None = None, **kwargs: Any
-    ) -> Any:
-        """A websocket endpoint: a GET handler that upgrades with ``WebSocketResponse``."""
-        return self._register(hdrs.METH_GET, path, handler, name, None, True, kwargs)
+    get = _Verb(hdrs.METH_GET)
+    post = _Verb(hdrs.METH_POST)
+    put = _Verb(hdrs.METH_PUT)
+    patch = _Verb(hdrs.METH_PATCH)
+    delete = _Verb(hdrs.METH_DELETE)
+    # A class-based view (``aiohttp.web.View``): every method the class defines.
+    view = _Verb(hdrs.METH_ANY)
+    # A GET handler that upgrades with ``WebSocketResponse``.
+    websocket = _Verb(hdrs.METH_GET, websocket=True)
 
     def _register(
         self,
