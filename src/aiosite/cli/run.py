@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from aiosite.cli.context import CliState
 from aiosite.server import dev
+from aiosite.web.logs import AccessLogger, configure_logging
+
+
+class Loop(StrEnum):
+    auto = "auto"
+    uvloop = "uvloop"
+    asyncio = "asyncio"
 
 
 def register(cli: typer.Typer) -> None:
@@ -16,24 +24,37 @@ def register(cli: typer.Typer) -> None:
 
 def run(
     ctx: typer.Context,
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on (default: server.host).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default: server.port).", min=0, max=65535)
+    ] = None,
     reload: Annotated[
         bool | None,
-        typer.Option("--reload/--no-reload", help="Restart on code, config or template changes "
-                     "(default: server.reload, on in development)."),
+        typer.Option(
+            "--reload/--no-reload",
+            help="Restart on code, config or template changes "
+            "(default: server.reload, on in development).",
+        ),
     ] = None,
+    loop: Annotated[
+        Loop, typer.Option(help="Event loop: auto (uvloop when installed), uvloop or asyncio.")
+    ] = Loop.auto,
 ) -> None:
     """Serve the project for development on http://HOST:PORT."""
     state: CliState = ctx.obj
     settings = state.settings()
-    host = host or settings.server.host
-    port = settings.server.port if port is None else port
-    dev.check_port_free(host, port)
-    use_reload = settings.server.reload if reload is None else reload
-    typer.echo(f"aiosite: serving {settings.site.name!r} ({settings.env}) "
-               f"on http://{host}:{port}/" + (" with autoreload" if use_reload else ""))
-    if use_reload:
-        dev.run_with_reload(settings.project_dir, settings.env, host, port)
+    config = dev.ServerConfig(
+        project_dir=settings.project_dir,
+        env=settings.env,
+        host=host or settings.server.host,
+        port=settings.server.port if port is None else port,
+        configure_logging=configure_logging,
+        access_log_class=AccessLogger,
+        loop=loop.value,
+    )
+    if settings.server.reload if reload is None else reload:
+        dev.run_with_reload(config)
     else:
-        dev.serve(settings.project_dir, settings.env, host, port)
+        dev.serve(config)

@@ -1,0 +1,3 @@
+from aiosite import App
+
+app = App("home", prefix="")
