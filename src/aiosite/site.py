@@ -14,7 +14,6 @@ from aiosite.keys import APPS, ROUTES, SETTINGS
 from aiosite.settings import Settings, load_settings
 from aiosite.web import routing, static, templates
 from aiosite.web.errors import SiteRoutes, core_middleware
-from aiosite.web.request_id import add_request_id_header
 
 
 def create_site(settings: Settings) -> web.Application:
@@ -29,7 +28,6 @@ def create_site(settings: Settings) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=settings.server.client_max_size)
     app[SETTINGS] = settings
     app[APPS] = registry
-    app.on_response_prepare.append(add_request_id_header)
     routing.setup(app)
     templates.setup(app, settings, registry)
     app[ROUTES] = _mount_apps(app, registry)

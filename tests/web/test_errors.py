@@ -187,3 +187,23 @@ async def test_access_log_has_request_id_and_time(project, caplog) -> None:  # t
     assert line.endswith("ms")
     assert records[-1].request_id == "rid-42"  # type: ignore[attr-defined]
     assert records[-1].duration_ms >= 0  # type: ignore[attr-defined]
+
+
+async def test_streaming_handler_sets_its_own_request_id(make_project: ProjectFactory) -> None:
+    routes = """
+        from aiohttp import web
+        from aiosite import REQUEST_ID, Routes
+        routes = Routes()
+
+        @routes.get("/", name="index")
+        async def events(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"X-Request-ID": request[REQUEST_ID]})
+            await response.prepare(request)
+            await response.write(b"data: one\\n\\n")
+            return response
+    """
+    root = make_project({"PKG/home/routes.py": routes})
+    async with site_client(root) as client:
+        resp = await client.get("/", headers={"X-Request-ID": "stream-1"})
+        assert resp.headers["X-Request-ID"] == "stream-1"
+        assert await resp.text() == "data: one\n\n"

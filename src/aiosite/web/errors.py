@@ -23,7 +23,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from aiosite.keys import ROUTES, SETTINGS, TEMPLATES
-from aiosite.web.request_id import RequestIdFactory, request_id_for
+from aiosite.web.request_id import HEADER, RequestIdFactory, request_id_for
 from aiosite.web.responses import json_response
 from aiosite.web.routing import MountedRoute
 
@@ -59,18 +59,25 @@ def core_middleware() -> Middleware:
 
     @web.middleware
     async def aiosite_core(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id_for(request, new_id)
+        request_id = request_id_for(request, new_id)
         try:
-            return await handler(request)
+            response = await handler(request)
         except web.HTTPException as exc:
             if exc.status < 400 or exc.content_type == "application/json":
+                exc.headers[HEADER] = request_id
                 raise
-            return await error_response(request, exc.status, exc)
+            response = await error_response(request, exc.status, exc)
         except Exception as exc:
             logger.exception(
                 "Unhandled %s in %s %s", type(exc).__name__, request.method, request.path
             )
-            return await server_error_response(request, exc)
+            response = await server_error_response(request, exc)
+        # Set here rather than in on_response_prepare, whose receiver costs as much per
+        # request as this whole middleware; a handler that prepares its own stream sets
+        # it itself (docs/errors-and-logging.md).
+        if not response.prepared:
+            response.headers[HEADER] = request_id
+        return response
 
     return aiosite_core
 

@@ -8,10 +8,11 @@ import os
 import re
 
 from aiohttp import web
+from multidict import istr
 
 from aiosite.keys import REQUEST_ID
 
-HEADER = "X-Request-ID"
+HEADER = istr("X-Request-ID")  # istr: looked up without case-folding on every request
 _SANE = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}").fullmatch
 
 # The id of the request being handled, for log records written while handling it.
@@ -38,10 +39,3 @@ def request_id_for(request: web.Request, new_id: RequestIdFactory) -> str:
     request[REQUEST_ID] = request_id
     current_request_id.set(request_id)
     return request_id
-
-
-async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare``: reaches every response, also ones a handler streams itself."""
-    request_id = request.get(REQUEST_ID)
-    if request_id is not None:
-        response.headers[HEADER] = request_id
