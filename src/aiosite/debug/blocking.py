@@ -270,6 +270,10 @@ class BlockDetector:
         """``(where, innermost)`` for a loop thread stuck in ``frame``; None when the
         loop is only waiting for I/O (a starved process, not a blocking call)."""
         boundary = self._boundary
+        if boundary is None:
+            # No heartbeat has run yet, so where the loop's machinery begins is unknown
+            # and a loop idling in select() would look stuck; judge from the next look.
+            return None
         inside = 0  # frames inside the loop's machinery, innermost first
         first = frame
         where = None
@@ -278,11 +282,10 @@ class BlockDetector:
                 where = self._code_line(frame)
             frame = frame.f_back
             inside += 1
-        if boundary is not None:
-            if frame is None:  # asyncio's loop, outside any callback: in select()
-                return None
-            if inside == 0 and boundary is not _HANDLE_RUN:  # uvloop, in its C loop
-                return None
+        if frame is None:  # asyncio's loop, outside any callback: in select()
+            return None
+        if inside == 0 and boundary is not _HANDLE_RUN:  # uvloop, in its C loop
+            return None
         innermost = self._code_line(first) if first is not None else None
         return where, innermost
 
