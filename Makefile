@@ -39,6 +39,7 @@ layers: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
 format: $(STAMP)

@@ -335,3 +335,32 @@ def test_failing_startup_hook_is_one_line_and_exit_2(make_project: Callable[...,
     assert len(lines) == 1, result.stderr
     assert "starting the site failed: ConnectionError: database is down" in lines[0]
     assert f"{project / project.name / 'site.py'}:2" in lines[0]
+
+
+def test_json_logs_carry_request_id_status_and_duration(
+    make_project: Callable[..., Path], start: Callable[..., Server]
+) -> None:
+    import json
+
+    env = {"AIOSITE_LOGGING__FORMAT": "json", "AIOSITE_SERVER__ACCESS_LOG": "true"}
+    server = start(make_project(), "--no-reload", env=env)
+    server.wait_ready()
+    assert server.get("/?token=s3cret", {"X-Request-ID": "json-log-1"}).status == 200
+
+    def access_record() -> dict[str, object] | None:
+        for line in server.stderr().splitlines():
+            if line.startswith("{") and '"json-log-1"' in line:
+                record: dict[str, object] = json.loads(line)
+                return record
+        return None
+
+    wait_for(lambda: access_record() is not None, "the JSON access line", server)
+    record = access_record()
+    assert record is not None
+    assert record["logger"] == "aiosite.access"
+    assert record["request_id"] == "json-log-1"
+    assert record["status"] == 200
+    assert isinstance(record["duration_ms"], float | int)
+    assert '"GET /?token=********" 200' in str(record["message"])
+    assert "s3cret" not in server.stderr()
+    assert server.signal_group(signal.SIGINT) == 0
