@@ -35,7 +35,8 @@ def run(
         typer.Option(
             "--reload/--no-reload",
             help="Restart on code, config or template changes "
-            "(default: server.reload, on in development).",
+            "(default: the server.reload setting; new projects turn it on in "
+            "config/development.yaml).",
         ),
     ] = None,
     loop: Annotated[
