@@ -265,7 +265,9 @@ async def test_block_in_c_code_holding_the_gil_is_reported(make_project) -> None
     # Either the watchdog caught the handler as the GIL came free, or the heartbeat saw
     # the loop thread busy on the CPU for the whole gap: one event either way.
     assert len(events) == 1, events
-    assert events[0].duration_ms >= 300
+    # The block's length follows the machine's speed, not the calibration; it only has
+    # to be past the threshold to be a block.
+    assert events[0].duration_ms >= detector.threshold_ms
     assert events[0].route in {None, "home:crunch"}
 
 
@@ -289,7 +291,9 @@ def test_a_stopped_loop_is_not_blocked() -> None:
     finally:
         detector.stop()
         loop.close()
-    assert [round(e.duration_ms, -2) for e in detector.events] == [200]
+    # One event, for the 0.2 s sleep alone (a loaded machine may stretch it, never shrink it).
+    assert len(detector.events) == 1, detector.events
+    assert 190 <= detector.events[0].duration_ms < 1000
 
 
 CHILD = """
