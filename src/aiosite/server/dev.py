@@ -160,6 +160,9 @@ async def _serve(config: ServerConfig, settings: Settings, show_banner: bool) ->
         await runner.cleanup()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+            # Stopping already: a late second signal (the terminal's and the reloader's
+            # both arrive) must not interrupt the shutdown with a KeyboardInterrupt.
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def build_app(config: ServerConfig, settings: Settings) -> web.Application:
