@@ -288,12 +288,8 @@ def test_outside_a_project_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-def test_broken_app_without_reload_is_one_line_and_exit_2(
-    make_project: Callable[..., Path],
-) -> None:
-    project = make_project({"PKG/home/views.py": "x = 1\n"})
-    routes = project / project.name / "home" / "routes.py"
-    routes.write_text(routes.read_text() + "\nraise RuntimeError('boom at import')\n")
+def run_expecting_one_error_line(project: Path) -> list[str]:
+    """Run `aiosite run --no-reload` in ``project``; it must exit 2 with one stderr line."""
     result = subprocess.run(
         [str(BIN / "aiosite"), "run", "--port", str(free_port()), "--no-reload"],
         cwd=project,
@@ -305,6 +301,16 @@ def test_broken_app_without_reload_is_one_line_and_exit_2(
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
+    return lines
+
+
+def test_broken_app_without_reload_is_one_line_and_exit_2(
+    make_project: Callable[..., Path],
+) -> None:
+    project = make_project({"PKG/home/views.py": "x = 1\n"})
+    routes = project / project.name / "home" / "routes.py"
+    routes.write_text(routes.read_text() + "\nraise RuntimeError('boom at import')\n")
+    lines = run_expecting_one_error_line(project)
     assert "boom at import" in lines[0]
     assert f"{routes}:" in lines[0]
 
@@ -322,17 +328,7 @@ def test_failing_startup_hook_is_one_line_and_exit_2(make_project: Callable[...,
             """,
         }
     )
-    result = subprocess.run(
-        [str(BIN / "aiosite"), "run", "--port", str(free_port()), "--no-reload"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(AIOSITE_ENV="development"),
-    )
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    lines = run_expecting_one_error_line(project)
     assert "starting the site failed: ConnectionError: database is down" in lines[0]
     assert f"{project / project.name / 'site.py'}:2" in lines[0]
 
