@@ -73,14 +73,9 @@ class LoadedApp:
     def package(self) -> str:
         return self.module.__name__
 
-    @property
-    def templates_dir(self) -> Path | None:
-        path = self.path / "templates"
-        return path if path.is_dir() else None
-
-    @property
-    def static_dir(self) -> Path | None:
-        path = self.path / "static"
+    def directory(self, kind: str) -> Path | None:
+        """The app's ``templates`` or ``static`` folder, if it has one."""
+        path = self.path / kind
         return path if path.is_dir() else None
 
 
@@ -119,6 +114,13 @@ class AppRegistry(Sequence[LoadedApp]):
 
     def get(self, name: str) -> LoadedApp | None:
         return self._by_name.get(name)
+
+    def search_path(self, kind: str) -> list[Path]:
+        """Where ``templates`` or ``static`` files are looked up, first match wins: the
+        project package's folder, then each app's in ``apps:`` order."""
+        folders = [self.project.path / kind] if self.project.path is not None else []
+        folders.extend(app.path / kind for app in self)
+        return [folder for folder in folders if folder.is_dir()]
 
 
 def load_apps(settings: Settings) -> AppRegistry:

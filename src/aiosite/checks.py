@@ -51,7 +51,8 @@ def _check_namespaces(app: web.Application) -> list[Problem]:
     # that two apps' "index.html" do not shadow each other.
     problems = []
     for loaded in app[APPS]:
-        for kind, directory in (("templates", loaded.templates_dir), ("static", loaded.static_dir)):
+        for kind in ("templates", "static"):
+            directory = loaded.directory(kind)
             if directory is None:
                 continue
             stray = sorted(

@@ -6,7 +6,8 @@ State hangs on the application (``web.AppKey``) or on the request
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -14,8 +15,7 @@ if TYPE_CHECKING:
     from aiosite.apps import AppRegistry
     from aiosite.debug.blocking import BlockDetector
     from aiosite.settings import Settings
-    from aiosite.web.errors import SiteRoutes
-    from aiosite.web.routing import UrlReverser
+    from aiosite.web.routing import SiteRoutes, UrlReverser
     from aiosite.web.static import StaticFiles
     from aiosite.web.templates import Templates
 
@@ -30,7 +30,12 @@ BLOCK_DETECTOR: web.AppKey[BlockDetector] = web.AppKey("aiosite.block_detector")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("aiosite.request_id")
 
 
+def state_of(target: web.Request | web.Application) -> Mapping[Any, Any]:
+    """Where a site's keys are read: the request's application chain, or the application."""
+    return target.config_dict if isinstance(target, web.Request) else target
+
+
 def settings_of(target: web.Request | web.Application) -> Settings:
     """The site's settings, from a request or the application."""
-    state = target.config_dict if isinstance(target, web.Request) else target
-    return state[SETTINGS]
+    settings: Settings = state_of(target)[SETTINGS]
+    return settings

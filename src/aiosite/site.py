@@ -8,12 +8,11 @@ from pathlib import Path
 from aiohttp import web
 
 from aiosite import debug
-from aiosite.apps import AppRegistry, load_apps
-from aiosite.exceptions import ImproperlyConfigured
+from aiosite.apps import load_apps
 from aiosite.keys import APPS, ROUTES, SETTINGS
 from aiosite.settings import Settings, load_settings
 from aiosite.web import routing, static, templates
-from aiosite.web.errors import SiteRoutes, core_middleware
+from aiosite.web.errors import core_middleware
 
 
 def create_site(settings: Settings) -> web.Application:
@@ -30,7 +29,7 @@ def create_site(settings: Settings) -> web.Application:
     app[APPS] = registry
     routing.setup(app)
     templates.setup(app, settings, registry)
-    app[ROUTES] = _mount_apps(app, registry)
+    app[ROUTES] = routing.mount_apps(app, registry)
     static.setup(app, settings, registry)
     debug.setup(app, settings)
     for loaded in registry:
@@ -51,24 +50,3 @@ def ensure_importable(project_dir: Path) -> None:
     path = str(project_dir)
     if path not in sys.path:
         sys.path.insert(0, path)
-
-
-def _mount_apps(app: web.Application, registry: AppRegistry) -> SiteRoutes:
-    mounted: list[routing.MountedRoute] = []
-    api_prefixes = []
-    for loaded in registry:
-        module = loaded.routes_module
-        if module is None:
-            continue
-        table = getattr(module, "routes", None)
-        if not isinstance(table, routing.Routes):
-            raise ImproperlyConfigured(
-                f"apps: {loaded.package}.routes must define `routes = Routes()`"
-            )
-        mounted.extend(
-            routing.mount(app, loaded.name, loaded.config.url_prefix, table, api=loaded.config.api)
-        )
-        if (loaded.config.api or table.api) and loaded.config.url_prefix:
-            api_prefixes.append(loaded.config.url_prefix)
-    api_by_resource = {r.resource: r.api for r in mounted if r.resource is not None}
-    return SiteRoutes(tuple(mounted), api_by_resource, tuple(api_prefixes))

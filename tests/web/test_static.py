@@ -125,3 +125,32 @@ def test_root_listing(make_project: ProjectFactory) -> None:
         "home/static",
     ]
     assert files.find("home/override.css") == (Path(files.roots[0]) / "home/override.css")
+
+
+async def test_static_url_and_settings_of_from_a_handler(make_project: ProjectFactory) -> None:
+    routes = """
+        from aiohttp import web
+        from aiosite import Routes, json_response, settings_of, static_url
+        routes = Routes()
+
+        @routes.get("/", name="index")
+        async def index(request: web.Request) -> web.Response:
+            return json_response({
+                "css": static_url(request, "/home/site.css"),
+                "css_from_app": static_url(request.app, "home/site.css"),
+                "site": settings_of(request).site.name,
+                "same": settings_of(request) is settings_of(request.app),
+            })
+    """
+    root = make_project(
+        {"PKG/home/routes.py": routes}, env_yaml={"test": "static:\n  url: /assets\n"}
+    )
+    async with site_client(root) as client:
+        data = await (await client.get("/")).json()
+        assert data == {
+            "css": "/assets/home/site.css",
+            "css_from_app": "/assets/home/site.css",
+            "site": "Test Site",
+            "same": True,
+        }
+        assert (await client.get("/assets/home/site.css")).status == 200

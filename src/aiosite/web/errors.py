@@ -25,33 +25,11 @@ from aiohttp.typedefs import Handler, Middleware
 from aiosite.keys import ROUTES, SETTINGS, TEMPLATES
 from aiosite.web.request_id import HEADER, RequestIdFactory, request_id_for
 from aiosite.web.responses import json_response
-from aiosite.web.routing import MountedRoute
 
 logger = logging.getLogger("aiosite.request")
 
 _SECRET_NAME = re.compile(r"pass|secret|token|key|auth|cookie|session|csrf|signature", re.I)
 _DROPPED_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH, hdrs.CONTENT_ENCODING})
-
-
-@dataclass(frozen=True, slots=True)
-class SiteRoutes:
-    """What the site mounted, for error pages, checks and ``aiosite routes``."""
-
-    mounted: tuple[MountedRoute, ...]
-    # Whether each mounted resource answers errors in JSON; a route's own `api=`
-    # wins over its table's and its app's.
-    api_by_resource: Mapping[web.AbstractResource, bool]
-    # Prefixes of API apps, for requests that matched no route (404, 405).
-    api_prefixes: tuple[str, ...]
-
-    def is_api(self, request: web.Request) -> bool:
-        resource = request.match_info.route.resource
-        if resource is not None:
-            api = self.api_by_resource.get(resource)
-            if api is not None:
-                return api
-        path = request.path
-        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.api_prefixes)
 
 
 def core_middleware() -> Middleware:
@@ -101,13 +79,10 @@ async def error_response(
     request: web.Request,
     status: int,
     exc: web.HTTPException | None = None,
-    *,
-    message: str | None = None,
 ) -> web.Response:
     """The page (or JSON body) for an HTTP error ``status``."""
     reason = exc.reason if exc is not None else HTTPStatus(status).phrase
-    if message is None and exc is not None:
-        message = _custom_message(exc)
+    message = _custom_message(exc) if exc is not None else None
     headers: dict[str, str] = {}
     if exc is not None:
         headers = {k: v for k, v in exc.headers.items() if k not in _DROPPED_HEADERS}

@@ -18,8 +18,9 @@ from typing import Any, Protocol, TypeVar, cast, overload
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
+from aiosite.apps import AppRegistry
 from aiosite.exceptions import ImproperlyConfigured, NoReverseMatch
-from aiosite.keys import URLS
+from aiosite.keys import URLS, state_of
 
 H = TypeVar("H", bound=Callable[..., Any])
 RouteHandler = Handler | type[web.View]
@@ -216,6 +217,49 @@ def _check_handler(app_name: str, method: str, path: str, handler: object) -> No
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SiteRoutes:
+    """What the site mounted, for error pages, checks and ``aiosite routes``."""
+
+    mounted: tuple[MountedRoute, ...]
+    # Whether each mounted resource answers errors in JSON; a route's own `api=`
+    # wins over its table's and its app's.
+    api_by_resource: Mapping[web.AbstractResource, bool]
+    # Prefixes of API apps, for requests that matched no route (404, 405).
+    api_prefixes: tuple[str, ...]
+
+    def is_api(self, request: web.Request) -> bool:
+        resource = request.match_info.route.resource
+        if resource is not None:
+            api = self.api_by_resource.get(resource)
+            if api is not None:
+                return api
+        path = request.path
+        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.api_prefixes)
+
+
+def mount_apps(app: web.Application, registry: AppRegistry) -> SiteRoutes:
+    """Mount every app's route table under its prefix; what was mounted, for error pages."""
+    mounted: list[MountedRoute] = []
+    api_prefixes = []
+    for loaded in registry:
+        module = loaded.routes_module
+        if module is None:
+            continue
+        table = getattr(module, "routes", None)
+        if not isinstance(table, Routes):
+            raise ImproperlyConfigured(
+                f"apps: {loaded.package}.routes must define `routes = Routes()`"
+            )
+        mounted.extend(
+            mount(app, loaded.name, loaded.config.url_prefix, table, api=loaded.config.api)
+        )
+        if (loaded.config.api or table.api) and loaded.config.url_prefix:
+            api_prefixes.append(loaded.config.url_prefix)
+    api_by_resource = {r.resource: r.api for r in mounted if r.resource is not None}
+    return SiteRoutes(tuple(mounted), api_by_resource, tuple(api_prefixes))
+
+
 class UrlReverser:
     """Turns route names and parameters into URLs; parameters a route's path does not
     use become the query string."""
@@ -272,8 +316,8 @@ def _query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
 def url_for(target: web.Request | web.Application, name: str, /, **params: Any) -> str:
     """The URL of the route ``name`` (``"app:route"``), e.g.
     ``url_for(request, "blog:detail", slug="x", page=2)`` -> ``/blog/x?page=2``."""
-    state = target.config_dict if isinstance(target, web.Request) else target
-    return state[URLS].reverse(name, params)
+    reverser: UrlReverser = state_of(target)[URLS]
+    return reverser.reverse(name, params)
 
 
 def setup(app: web.Application) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from aiosite.apps import AppRegistry
-from aiosite.keys import STATIC_FILES
+from aiosite.keys import STATIC_FILES, state_of
 from aiosite.settings import Settings
 
 ROUTE_NAME = "static"
@@ -56,20 +56,10 @@ class StaticFiles:
         return web.FileResponse(path, headers={"Cache-Control": self.cache_control})
 
 
-def static_roots(registry: AppRegistry) -> list[Path]:
-    """The static roots, first match wins: the project's, then each app's in order."""
-    roots = []
-    project_path = registry.project.path
-    if project_path is not None and (project_path / "static").is_dir():
-        roots.append(project_path / "static")
-    roots.extend(app.static_dir for app in registry if app.static_dir is not None)
-    return roots
-
-
 def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
     options = settings.static
     cache_control = "no-cache" if settings.debug.enabled else f"public, max-age={options.max_age}"
-    files = StaticFiles(static_roots(registry), options.url, cache_control)
+    files = StaticFiles(registry.search_path("static"), options.url, cache_control)
     app[STATIC_FILES] = files
     if options.serve:
         app.router.add_get(options.url + "{path:.+}", files.handle, name=ROUTE_NAME)
@@ -77,5 +67,5 @@ def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> No
 
 def static_url(target: web.Request | web.Application, path: str) -> str:
     """The URL of the static file ``path``, e.g. ``static_url(request, "blog/site.css")``."""
-    state = target.config_dict if isinstance(target, web.Request) else target
-    return state[STATIC_FILES].url(path)
+    files: StaticFiles = state_of(target)[STATIC_FILES]
+    return files.url(path)

@@ -107,16 +107,6 @@ def _static(ctx: jinja2.runtime.Context, path: str) -> str:
     return request.config_dict[STATIC_FILES].url(path)
 
 
-def template_search_path(settings: Settings, registry: AppRegistry) -> list[Path]:
-    """Where templates are looked up, first match wins: the project, then each app."""
-    paths = []
-    project_path = registry.project.path
-    if project_path is not None and (project_path / "templates").is_dir():
-        paths.append(project_path / "templates")
-    paths.extend(app.templates_dir for app in registry if app.templates_dir is not None)
-    return paths
-
-
 def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
     globals_: dict[str, Any] = {"site": settings.site, "settings": settings}
     filters: dict[str, Callable[..., Any]] = {}
@@ -127,7 +117,7 @@ def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> No
         processors.extend(loaded.config.context_processors)
     processors.extend(registry.project.context_processors)
     env = build_environment(
-        template_search_path(settings, registry),
+        registry.search_path("templates"),
         auto_reload=settings.templates_auto_reload,
         globals_=globals_,
         filters=filters,
