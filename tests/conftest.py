@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 import sys
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from aiosite import load_site
+from aiosite.db.engine import Database
+from aiosite.settings import DatabaseSettings, Settings
 
 ProjectFactory = Callable[..., Path]
 
@@ -109,3 +116,93 @@ def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pr
 def site_client(root: Path, env: str = "test") -> TestClient[web.Request, web.Application]:
     """A test client on the project's site: ``async with site_client(root) as client:``."""
     return TestClient(TestServer(load_site(root, env)))
+
+
+# --- databases ---------------------------------------------------------------------
+
+BACKENDS = ("sqlite", "postgresql")
+POSTGRESQL_URL = os.environ.get(
+    "AIOSITE_TEST_POSTGRESQL_URL", "postgresql+asyncpg://root@127.0.0.1:5432/test"
+)
+REDIS_ADDRESS = ("127.0.0.1", 6379)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        default=",".join(BACKENDS),
+        help="database backends for the data-layer tests, comma-separated "
+        "(default: sqlite,postgresql)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_backend" in metafunc.fixturenames:
+        chosen = [b.strip() for b in str(metafunc.config.getoption("--db")).split(",")]
+        unknown = set(chosen) - set(BACKENDS)
+        if unknown:
+            raise pytest.UsageError(f"--db: unknown backend(s) {sorted(unknown)}; use {BACKENDS}")
+        metafunc.parametrize("db_backend", chosen)
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip (or fail, when AIOSITE_REQUIRE_SERVICES=1) unless a service answers."""
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as exc:
+        message = f"{name} is not running on {host}:{port} ({exc.strerror or exc})"
+        if os.environ.get("AIOSITE_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{message}; AIOSITE_REQUIRE_SERVICES=1 requires it", pytrace=False)
+        pytest.skip(message)
+
+
+@dataclass(frozen=True)
+class TestDatabase:
+    """A database of the test's own: a SQLite file, or a PostgreSQL schema."""
+
+    backend: str
+    url: str
+    schema_name: str | None
+
+    @property
+    def environ(self) -> dict[str, str]:
+        """What selects this database for a site, in-process or in a subprocess."""
+        env = {"AIOSITE_DATABASE__URL": self.url}
+        if self.schema_name:
+            env["AIOSITE_DATABASE__SCHEMA_NAME"] = self.schema_name
+        return env
+
+    def open(self) -> Database:
+        """A Database on it (for setting up and checking rows around requests)."""
+        # model_construct: no environment layer, whatever the test has set.
+        settings = Settings.model_construct(
+            database=DatabaseSettings(url=self.url, schema_name=self.schema_name)
+        )
+        return Database(settings)
+
+
+@pytest.fixture
+def database(
+    db_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TestDatabase]:
+    """A fresh, empty database on ``db_backend``, selected through the environment."""
+    if db_backend == "sqlite":
+        target = TestDatabase("sqlite", f"sqlite+aiosqlite:///{tmp_path}/test.sqlite3", None)
+    else:
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+        schema = f"aiosite_test_{uuid.uuid4().hex[:12]}"
+        target = TestDatabase("postgresql", POSTGRESQL_URL, schema)
+        asyncio.run(_with_database(target, "create_schema"))
+    for name, value in target.environ.items():
+        monkeypatch.setenv(name, value)
+    yield target
+    if target.schema_name:
+        asyncio.run(_with_database(target, "drop_schema"))
+
+
+async def _with_database(target: TestDatabase, method: str) -> None:
+    database = target.open()
+    try:
+        await getattr(database, method)()
+    finally:
+        await database.dispose()

@@ -72,7 +72,7 @@ def test_debug_shorthand_and_section(make_project: ProjectFactory) -> None:
         ("server: [1, 2]\n", "config/test.yaml: server:"),
         (
             "static:\n  url: assets\n",
-            "config/test.yaml: static.url: Value error, must start with '/'",
+            "config/test.yaml: static.url: must start with '/'",
         ),
         ("logging:\n  level: LOUD\n", "config/test.yaml: logging.level:"),
         ("- just\n- a list\n", "config/test.yaml: expected a mapping of settings"),

@@ -4,11 +4,24 @@ The curated public API; everything else is an implementation detail.
 """
 
 from aiosite.apps import App as App
+from aiosite.db.engine import Database as Database
+from aiosite.db.engine import DatabaseUnavailable as DatabaseUnavailable
+from aiosite.db.engine import database_of as database_of
+from aiosite.db.models import Model as Model
+from aiosite.db.models import Timestamped as Timestamped
+from aiosite.db.models import UtcDateTime as UtcDateTime
+from aiosite.db.queries import Page as Page
+from aiosite.db.queries import get_or_404 as get_or_404
+from aiosite.db.queries import paginate as paginate
+from aiosite.db.sessions import db_session as db_session
+from aiosite.db.sessions import session_scope as session_scope
 from aiosite.exceptions import AiositeError as AiositeError
 from aiosite.exceptions import CommandError as CommandError
 from aiosite.exceptions import ImproperlyConfigured as ImproperlyConfigured
 from aiosite.exceptions import MissingDependency as MissingDependency
 from aiosite.exceptions import NoReverseMatch as NoReverseMatch
+from aiosite.keys import DATABASE as DATABASE
+from aiosite.keys import DB_SESSION as DB_SESSION
 from aiosite.keys import REQUEST_ID as REQUEST_ID
 from aiosite.keys import SETTINGS as SETTINGS
 from aiosite.keys import settings_of as settings_of
@@ -27,23 +40,36 @@ from aiosite.web.templates import template as template
 __version__ = "0.1.0"
 
 __all__ = [
+    "DATABASE",
+    "DB_SESSION",
     "REQUEST_ID",
     "SETTINGS",
     "AiositeError",
     "App",
     "CommandError",
+    "Database",
+    "DatabaseUnavailable",
     "ImproperlyConfigured",
     "MissingDependency",
+    "Model",
     "NoReverseMatch",
+    "Page",
     "Routes",
     "Settings",
+    "Timestamped",
+    "UtcDateTime",
     "__version__",
     "create_site",
+    "database_of",
+    "db_session",
+    "get_or_404",
     "json_response",
     "load_settings",
     "load_site",
+    "paginate",
     "render",
     "render_string",
+    "session_scope",
     "settings_of",
     "static_url",
     "template",

@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     from aiosite.apps import AppRegistry
+    from aiosite.db.engine import Database
     from aiosite.debug.blocking import BlockDetector
     from aiosite.settings import Settings
     from aiosite.web.routing import SiteRoutes, UrlReverser
@@ -26,8 +29,11 @@ STATIC_FILES: web.AppKey[StaticFiles] = web.AppKey("aiosite.static")
 URLS: web.AppKey[UrlReverser] = web.AppKey("aiosite.urls")
 ROUTES: web.AppKey[SiteRoutes] = web.AppKey("aiosite.routes")
 BLOCK_DETECTOR: web.AppKey[BlockDetector] = web.AppKey("aiosite.block_detector")
+DATABASE: web.AppKey[Database] = web.AppKey("aiosite.database")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("aiosite.request_id")
+# The request's database session, created by the first db_session(request) call.
+DB_SESSION: web.RequestKey[AsyncSession] = web.RequestKey("aiosite.db_session")
 
 
 def state_of(target: web.Request | web.Application) -> Mapping[Any, Any]:

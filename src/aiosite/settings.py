@@ -96,6 +96,90 @@ class LoggingSettings(Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class DatabaseSettings(Section):
+    """The site's database: SQLite (aiosqlite) by default, PostgreSQL (asyncpg) for real.
+
+    A relative SQLite path is relative to the project directory. ``postgresql://`` and
+    ``sqlite://`` URLs get their async driver; other drivers must be async ones.
+    """
+
+    url: str = "sqlite+aiosqlite:///var/db.sqlite3"
+    # PostgreSQL only: the schema the site's tables live in (its search_path);
+    # `aiosite db migrate` creates it when missing.
+    schema_name: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    pool_size: int = Field(default=5, ge=1)
+    max_overflow: int = Field(default=10, ge=0)
+    # Seconds a request waits for a free pooled connection before a 503.
+    pool_timeout: float = Field(default=10.0, gt=0)
+    # Seconds after which a pooled connection is replaced; -1 keeps them.
+    pool_recycle: int = Field(default=-1, ge=-1)
+    # Test each connection with a round trip before use (costs one per request).
+    pool_pre_ping: bool = False
+    # Seconds to wait for a new connection (PostgreSQL) or a lock (SQLite).
+    connect_timeout: float = Field(default=5.0, gt=0)
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @model_validator(mode="after")
+    def _schema_on_postgresql(self) -> DatabaseSettings:
+        if self.schema_name is not None and not self.url.startswith("postgresql"):
+            raise ValueError("schema_name is a PostgreSQL setting; remove it for this database")
+        return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Settings show up in debug pages and logs; the password must not.
+        for name, value in super().__repr_args__():
+            yield name, hide_password(value) if name == "url" else value
+
+
+# Drivers aiosite picks when a URL names none; `postgres://` is Heroku's spelling.
+_DEFAULT_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+}
+
+
+def normalize_database_url(value: str) -> str:
+    """The URL with an async driver; ValueError says what is wrong with it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        raise ValueError("not a database URL; expected e.g. sqlite+aiosqlite:///var/db.sqlite3")
+    scheme = _DEFAULT_DRIVERS.get(scheme, scheme)
+    value = f"{scheme}://{rest}"
+    try:
+        dialect = make_url(value).get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(
+            f"unknown database driver {scheme!r}; use sqlite+aiosqlite:// or postgresql+asyncpg://"
+        ) from None
+    except ArgumentError as exc:
+        raise ValueError(f"cannot parse the database URL ({exc})") from None
+    if not getattr(dialect, "is_async", False):
+        raise ValueError(
+            f"the driver {scheme!r} is not async; use sqlite+aiosqlite:// or postgresql+asyncpg://"
+        )
+    return value
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(unparsable URL)"
+
+
 class Settings(BaseSettings):
     """All of a site's settings; hangs on the application under ``keys.SETTINGS``."""
 
@@ -115,6 +199,7 @@ class Settings(BaseSettings):
     static: StaticSettings = StaticSettings()
     templates: TemplateSettings = TemplateSettings()
     logging: LoggingSettings = LoggingSettings()
+    database: DatabaseSettings = DatabaseSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -281,7 +366,10 @@ def _explain(exc: ValidationError, origins: Mapping[tuple[str, ...], str]) -> st
         if error["type"] == "extra_forbidden":
             message = "unknown setting"
         elif "input" in error and not isinstance(error["input"], dict | list):
-            message = f"{message} (got {error['input']!r})"
+            shown = error["input"]
+            if loc[-1:] == ("url",) and isinstance(shown, str):
+                shown = hide_password(shown)
+            message = f"{message.removeprefix('Value error, ')} (got {shown!r})"
         lines.append(f"{_origin(loc, origins)}: {key}: {message}")
     return "\n".join(lines)
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from aiosite import debug
+from aiosite import db, debug
 from aiosite.apps import load_apps
+from aiosite.db.sessions import session_middleware
 from aiosite.keys import APPS, ROUTES, SETTINGS
 from aiosite.settings import Settings, load_settings
 from aiosite.web import routing, static, templates
@@ -23,7 +24,9 @@ def create_site(settings: Settings) -> web.Application:
     """
     ensure_importable(settings.project_dir)
     registry = load_apps(settings)
-    middlewares = [core_middleware(), *registry.project.middlewares]
+    # The database middleware sits inside the error pages (a rollback happens before the
+    # error page renders) and outside the project's own, which may use the session.
+    middlewares = [core_middleware(), session_middleware(), *registry.project.middlewares]
     app = web.Application(middlewares=middlewares, client_max_size=settings.server.client_max_size)
     app[SETTINGS] = settings
     app[APPS] = registry
@@ -31,6 +34,7 @@ def create_site(settings: Settings) -> web.Application:
     templates.setup(app, settings, registry)
     app[ROUTES] = routing.mount_apps(app, registry)
     static.setup(app, settings, registry)
+    db.setup(app, settings)
     debug.setup(app, settings)
     for loaded in registry:
         if loaded.config.setup is not None:

@@ -1,0 +1,197 @@
+"""The site's database: one async engine and session factory, built from ``database:``.
+
+A ``Database`` is what hangs on the application under ``keys.DATABASE``; CLI commands,
+scripts and tests build their own with ``Database(settings)`` and ``await db.dispose()``.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import StaticPool
+
+from aiosite.exceptions import AiositeError, ImproperlyConfigured
+from aiosite.keys import DATABASE, state_of
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from aiohttp import web
+
+    from aiosite.settings import DatabaseSettings, Settings
+
+
+class DatabaseUnavailable(AiositeError):
+    """A new database connection could not be made (server down, refused, timed out)."""
+
+
+class Database:
+    """An engine, its pool and a session factory for one database URL."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings: DatabaseSettings = settings.database
+        self.url: URL = resolve_url(settings.database.url, settings.project_dir)
+        self.engine: AsyncEngine = create_async_engine(self.url, **_engine_options(self))
+        _install_connect_hooks(self)
+        # Objects stay usable after commit: the request's session commits after the
+        # handler returns, and async code cannot lazy-load expired attributes.
+        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self.engine, expire_on_commit=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.url.get_backend_name()
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages and logs."""
+        return self.url.render_as_string(hide_password=True)
+
+    def session(self) -> AsyncSession:
+        """A new session; the caller commits and closes it (or use ``transaction()``)."""
+        return self.sessionmaker()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session that commits when the block ends normally and rolls back otherwise."""
+        async with self.sessionmaker() as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
+
+    async def check(self) -> None:
+        """Connect once; ImproperlyConfigured naming the setting when that fails."""
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (DatabaseUnavailable, DBAPIError) as exc:
+            cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc.orig
+            raise ImproperlyConfigured(
+                f"database.url: cannot connect to {self.safe_url}: {_describe(cause or exc)}"
+            ) from None
+
+    async def create_schema(self) -> None:
+        """Create ``database.schema_name`` if it is set and missing (PostgreSQL)."""
+        if self.settings.schema_name:
+            async with self.engine.begin() as connection:
+                name = connection.dialect.identifier_preparer.quote(self.settings.schema_name)
+                await connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {name}"))
+
+    async def drop_schema(self) -> None:
+        """Drop ``database.schema_name`` and everything in it (test databases)."""
+        if self.settings.schema_name:
+            async with self.engine.begin() as connection:
+                name = connection.dialect.identifier_preparer.quote(self.settings.schema_name)
+                await connection.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def database_of(target: web.Request | web.Application) -> Database:
+    """The site's database, from a request or the (started) application."""
+    try:
+        database: Database = state_of(target)[DATABASE]
+    except KeyError:
+        raise RuntimeError(
+            "the site's database is opened when the application starts; "
+            "use it from handlers, startup hooks or a started test client"
+        ) from None
+    return database
+
+
+def resolve_url(url: str, project_dir: Path) -> URL:
+    """The URL with a relative SQLite path made relative to the project directory."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return parsed
+    path = Path(parsed.database)
+    if parsed.database == ":memory:" or parsed.database.startswith("file:"):
+        return parsed
+    if not path.is_absolute():
+        path = project_dir / path
+    return parsed.set(database=str(path))
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _engine_options(database: Database) -> dict[str, Any]:
+    settings = database.settings
+    options: dict[str, Any] = {"echo": settings.echo}
+    if database.dialect == "sqlite":
+        # sqlite3's own wait for a locked database, in seconds.
+        options["connect_args"] = {"timeout": settings.connect_timeout}
+        if is_memory_sqlite(database.url):
+            # One shared connection, or each connection would see its own empty database.
+            options["poolclass"] = StaticPool
+            return options
+    else:
+        server_settings = {}
+        if settings.schema_name:
+            server_settings["search_path"] = settings.schema_name
+        options["connect_args"] = {
+            "timeout": settings.connect_timeout,
+            "server_settings": server_settings,
+        }
+    options.update(
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout,
+        pool_recycle=settings.pool_recycle,
+        pool_pre_ping=settings.pool_pre_ping,
+    )
+    return options
+
+
+def _install_connect_hooks(database: Database) -> None:
+    sync_engine = database.engine.sync_engine
+    is_sqlite = database.dialect == "sqlite"
+
+    @event.listens_for(sync_engine, "do_connect")
+    def _connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        if is_sqlite and not is_memory_sqlite(database.url) and database.url.database:
+            Path(database.url.database).parent.mkdir(parents=True, exist_ok=True)
+        # Connection failures surface as many types (OSError, TimeoutError, driver
+        # errors); one type lets the request layer answer 503 for exactly these.
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to {database.safe_url}: {_describe(exc)}"
+            ) from exc
+
+    if is_sqlite:
+
+        @event.listens_for(sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets readers work while one writer commits; foreign keys are off by
+            # default in SQLite, and a site expects them enforced.
+            if not is_memory_sqlite(database.url):
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+
+def _describe(exc: BaseException) -> str:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
