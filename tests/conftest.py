@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from aiosite import load_site
 from aiosite.db.engine import Database
+from aiosite.db.models import Model
 from aiosite.settings import DatabaseSettings, Settings
 
 ProjectFactory = Callable[..., Path]
@@ -105,12 +106,27 @@ def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pr
         return root
 
     yield factory
+    _forget_models(created)
     for name in list(sys.modules):
         if any(name == p or name.startswith(p + ".") for p in created):
             del sys.modules[name]
     for entry in list(sys.path):
         if any(entry.endswith(p) for p in created):
             sys.path.remove(entry)
+
+
+def _forget_models(packages: list[str]) -> None:
+    # Every project's models share aiosite's one declarative registry and MetaData; a
+    # project's tables and mappers must not outlive its test (a later project may reuse
+    # a table name, and a broken mapper would fail every later mapper configuration).
+    owned = [
+        mapper
+        for mapper in Model.registry.mappers
+        if any(mapper.class_.__module__.startswith(p + ".") for p in packages)
+    ]
+    if owned:
+        Model.registry.dispose()
+        Model.metadata.clear()
 
 
 def site_client(root: Path, env: str = "test") -> TestClient[web.Request, web.Application]:
@@ -136,12 +152,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "db_backends(*names): run the test on these database backends only"
+    )
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_backend" in metafunc.fixturenames:
         chosen = [b.strip() for b in str(metafunc.config.getoption("--db")).split(",")]
         unknown = set(chosen) - set(BACKENDS)
         if unknown:
             raise pytest.UsageError(f"--db: unknown backend(s) {sorted(unknown)}; use {BACKENDS}")
+        marker = metafunc.definition.get_closest_marker("db_backends")
+        if marker is not None:
+            chosen = [b for b in chosen if b in marker.args]
         metafunc.parametrize("db_backend", chosen)
 
 
@@ -159,6 +184,8 @@ def require_service(name: str, host: str, port: int) -> None:
 @dataclass(frozen=True)
 class TestDatabase:
     """A database of the test's own: a SQLite file, or a PostgreSQL schema."""
+
+    __test__ = False  # not a test class, whatever its name
 
     backend: str
     url: str

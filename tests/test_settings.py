@@ -163,3 +163,78 @@ def test_facts_cannot_be_set_in_yaml(make_project: ProjectFactory, fact: str) ->
     root = make_project(env_yaml={"test": f"{fact}: somewhere\n"})
     with pytest.raises(ImproperlyConfigured, match=rf"^config/test.yaml: {fact}: not a setting"):
         load_settings(root, "test")
+
+
+def test_database_defaults_to_sqlite_in_the_project(make_project: ProjectFactory) -> None:
+    settings = load_settings(make_project(), "test")
+    assert settings.database.url == "sqlite+aiosqlite:///var/db.sqlite3"
+    assert settings.database.schema_name is None
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u@db.example/site", "postgresql+asyncpg://u@db.example/site"),
+        ("postgresql://u@db.example/site", "postgresql+asyncpg://u@db.example/site"),
+        ("sqlite:///var/other.sqlite3", "sqlite+aiosqlite:///var/other.sqlite3"),
+        ("postgresql+asyncpg://u@h/d", "postgresql+asyncpg://u@h/d"),
+    ],
+)
+def test_database_urls_get_their_async_driver(
+    make_project: ProjectFactory, url: str, expected: str
+) -> None:
+    root = make_project(env_yaml={"test": f"database:\n  url: {url}\n"})
+    assert load_settings(root, "test").database.url == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "mysql+nosuchdriver://u@h/d",
+            "database.url: unknown database driver 'mysql+nosuchdriver'",
+        ),
+        ("oracle://u:pw@h/d", "database.url: the driver 'oracle' is not async"),
+        (
+            "postgresql+psycopg2://u:hunter22@h/d",
+            "database.url: the driver 'postgresql+psycopg2' is not async; use "
+            "sqlite+aiosqlite:// or postgresql+asyncpg:// "
+            "(got 'postgresql+psycopg2://u:***@h/d')",
+        ),
+        ("var/db.sqlite3", "database.url: not a database URL"),
+    ],
+)
+def test_a_bad_database_url_names_the_file_and_key(
+    make_project: ProjectFactory, url: str, expected: str
+) -> None:
+    root = make_project(env_yaml={"test": f"database:\n  url: {url}\n"})
+    with pytest.raises(ImproperlyConfigured) as info:
+        load_settings(root, "test")
+    assert str(info.value).startswith(f"config/test.yaml: {expected}")
+    assert "hunter22" not in str(info.value)
+
+
+def test_a_bad_database_url_from_the_environment_names_the_variable(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIOSITE_DATABASE__URL", "nosuch://x")
+    with pytest.raises(ImproperlyConfigured) as info:
+        load_settings(make_project(), "test")
+    assert str(info.value).startswith(
+        "environment variable AIOSITE_DATABASE__URL: database.url: unknown database driver"
+    )
+
+
+def test_schema_name_is_for_postgresql_only(make_project: ProjectFactory) -> None:
+    root = make_project(env_yaml={"test": "database:\n  schema_name: site\n"})
+    with pytest.raises(ImproperlyConfigured, match="schema_name is a PostgreSQL setting"):
+        load_settings(root, "test")
+
+
+def test_the_database_password_stays_out_of_the_settings_repr(
+    make_project: ProjectFactory,
+) -> None:
+    root = make_project(env_yaml={"test": "database:\n  url: postgresql://u:hunter22@h/d\n"})
+    settings = load_settings(root, "test")
+    assert "hunter22" not in repr(settings)
+    assert "postgresql+asyncpg://u:***@h/d" in repr(settings)

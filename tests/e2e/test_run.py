@@ -288,7 +288,7 @@ def test_outside_a_project_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
-def run_expecting_one_error_line(project: Path) -> list[str]:
+def run_expecting_one_error_line(project: Path, **env: str) -> list[str]:
     """Run `aiosite run --no-reload` in ``project``; it must exit 2 with one stderr line."""
     result = subprocess.run(
         [str(BIN / "aiosite"), "run", "--port", str(free_port()), "--no-reload"],
@@ -296,7 +296,7 @@ def run_expecting_one_error_line(project: Path) -> list[str]:
         capture_output=True,
         text=True,
         timeout=60,
-        env=clean_env(AIOSITE_ENV="development"),
+        env=clean_env(AIOSITE_ENV="development", **env),
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -331,6 +331,29 @@ def test_failing_startup_hook_is_one_line_and_exit_2(make_project: Callable[...,
     lines = run_expecting_one_error_line(project)
     assert "starting the site failed: ConnectionError: database is down" in lines[0]
     assert f"{project / project.name / 'site.py'}:2" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "postgresql://root:pw@127.0.0.1:1/test",
+            "error: starting the site failed: database.url: cannot connect to "
+            "postgresql+asyncpg://root:***@127.0.0.1:1/test: ConnectionRefusedError",
+        ),
+        (
+            "nosuch+driver://x/y",
+            "error: environment variable AIOSITE_DATABASE__URL: database.url: "
+            "unknown database driver 'nosuch+driver'",
+        ),
+    ],
+)
+def test_a_database_that_cannot_be_used_is_one_line_naming_the_setting(
+    make_project: Callable[..., Path], url: str, expected: str
+) -> None:
+    lines = run_expecting_one_error_line(make_project(), AIOSITE_DATABASE__URL=url)
+    assert lines[0].startswith(expected)
+    assert ":pw@" not in lines[0]
 
 
 def test_json_logs_carry_request_id_status_and_duration(

@@ -1,0 +1,286 @@
+"""Request-scoped sessions through HTTP: lazy, committed, rolled back, closed; 409 and 503."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import event, text
+
+from aiosite import ImproperlyConfigured, database_of, load_site
+from aiosite.db.models import site_metadata
+from aiosite.keys import APPS
+from tests.conftest import ProjectFactory, TestDatabase
+
+MODELS = """
+    from sqlalchemy import String
+    from sqlalchemy.orm import Mapped, mapped_column
+
+    from aiosite import Model, Timestamped
+
+
+    class Note(Timestamped, Model):
+        __tablename__ = "PKG_note"
+
+        id: Mapped[int] = mapped_column(primary_key=True)
+        text: Mapped[str] = mapped_column(String(100), unique=True)
+"""
+
+ROUTES = """
+    from aiohttp import web
+    from sqlalchemy import func, select
+
+    from aiosite import Routes, db_session, json_response
+
+    from .models import Note
+
+    routes = Routes()
+
+
+    @routes.get("/plain", name="plain")
+    async def plain(request: web.Request) -> web.Response:
+        return web.Response(text="no database here")
+
+
+    @routes.get("/count", name="count")
+    async def count(request: web.Request) -> web.Response:
+        total = await db_session(request).scalar(select(func.count()).select_from(Note))
+        return json_response({"count": total})
+
+
+    @routes.post("/add", name="add")
+    async def add(request: web.Request) -> web.Response:
+        session = db_session(request)
+        session.add(Note(text=request.query["text"]))
+        await session.flush()  # the row is written; only the transaction's end decides
+        outcome = request.query.get("then")
+        if outcome == "fail":
+            raise RuntimeError("failed after writing")
+        if outcome == "redirect":
+            raise web.HTTPSeeOther("/notes/count")
+        if outcome == "reject":
+            raise web.HTTPBadRequest(text="rejected after writing")
+        return json_response({"ok": True}, status=201)
+
+
+    @routes.post("/add-unflushed", name="add_unflushed")
+    async def add_unflushed(request: web.Request) -> web.Response:
+        # The INSERT happens at commit, after the handler returned.
+        db_session(request).add(Note(text=request.query["text"]))
+        return json_response({"ok": True}, status=201)
+"""
+
+FILES = {
+    "PKG/notes/__init__.py": "",
+    "PKG/notes/models.py": MODELS,
+    "PKG/notes/routes.py": ROUTES,
+}
+
+
+@contextlib.asynccontextmanager
+async def started(root: Path) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """A client on the project's site, with its tables created."""
+    async with TestClient(TestServer(load_site(root, "test"))) as client:
+        database = database_of(client.app)
+        async with database.engine.begin() as connection:
+            await connection.run_sync(site_metadata(client.app[APPS]).create_all)
+        yield client
+
+
+async def count_rows(client: TestClient[web.Request, web.Application]) -> int:
+    resp = await client.get("/notes/count")
+    assert resp.status == 200
+    body = await resp.json()
+    return int(body["count"])
+
+
+@pytest.fixture
+def project(make_project: ProjectFactory, database: TestDatabase) -> Path:
+    return make_project(FILES, apps=["home", "notes"])
+
+
+async def test_a_route_without_the_database_checks_out_no_connection(project: Path) -> None:
+    async with started(project) as client:
+        checkouts: list[object] = []
+        engine = database_of(client.app).engine.sync_engine
+        event.listen(engine, "checkout", lambda *args: checkouts.append(args))
+        for _ in range(3):
+            resp = await client.get("/notes/plain")
+            assert resp.status == 200
+        assert checkouts == []
+        await count_rows(client)
+        assert len(checkouts) == 1
+        # The session was closed: its connection went back to the pool.
+        assert engine.pool.checkedout() == 0
+
+
+async def test_a_handler_that_returns_commits(project: Path) -> None:
+    async with started(project) as client:
+        resp = await client.post("/notes/add", params={"text": "kept"})
+        assert resp.status == 201
+        resp = await client.post("/notes/add-unflushed", params={"text": "also kept"})
+        assert resp.status == 201
+        assert await count_rows(client) == 2
+
+
+async def test_a_handler_that_writes_then_raises_leaves_no_row(project: Path) -> None:
+    async with started(project) as client:
+        resp = await client.post("/notes/add", params={"text": "lost", "then": "fail"})
+        assert resp.status == 500
+        assert await count_rows(client) == 0
+        assert database_of(client.app).engine.sync_engine.pool.checkedout() == 0
+
+
+async def test_an_http_error_rolls_back_and_a_redirect_commits(project: Path) -> None:
+    async with started(project) as client:
+        resp = await client.post("/notes/add", params={"text": "no", "then": "reject"})
+        assert resp.status == 400
+        assert "rejected after writing" in await resp.text()
+        assert await count_rows(client) == 0
+        resp = await client.post(
+            "/notes/add", params={"text": "yes", "then": "redirect"}, allow_redirects=False
+        )
+        assert resp.status == 303
+        assert await count_rows(client) == 1
+
+
+async def test_an_unhandled_unique_violation_is_a_409_not_a_500(project: Path) -> None:
+    async with started(project) as client:
+        assert (await client.post("/notes/add", params={"text": "twice"})).status == 201
+        resp = await client.post("/notes/add", params={"text": "twice"})
+        assert resp.status == 409
+        assert "conflicts with existing data" in await resp.text()
+        # Raised at commit, after the handler returned: the same answer.
+        resp = await client.post("/notes/add-unflushed", params={"text": "twice"})
+        assert resp.status == 409
+        assert await count_rows(client) == 1
+
+
+async def test_session_scope_outside_requests(
+    make_project: ProjectFactory, database: TestDatabase
+) -> None:
+    site_py = """
+        from aiohttp import web
+        from aiosite import session_scope
+        from PKG.notes.models import Note
+
+        async def seed(app: web.Application) -> None:
+            async with session_scope(app) as session:
+                session.add(Note(text="from startup"))
+            try:
+                async with session_scope(app) as session:
+                    session.add(Note(text="rolled back"))
+                    raise LookupError
+            except LookupError:
+                pass
+
+        def setup(app: web.Application) -> None:
+            app.on_startup.append(seed)
+    """
+    root = make_project({**FILES, "PKG/site.py": site_py}, apps=["home", "notes"])
+    prepared = load_site(root, "test")
+    # The tables must exist before the startup hook runs.
+    db = database.open()
+    try:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(site_metadata(prepared[APPS]).create_all)
+    finally:
+        await db.dispose()
+    async with TestClient(TestServer(prepared)) as client:
+        assert await count_rows(client) == 1
+
+
+async def test_an_unreachable_server_stops_the_start_naming_the_setting(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIOSITE_DATABASE__URL", "postgresql://root:s3cret@127.0.0.1:1/test")
+    root = make_project()
+    server = TestServer(load_site(root, "test"))
+    with pytest.raises(ImproperlyConfigured) as info:
+        await server.start_server()
+    await server.close()
+    message = str(info.value)
+    assert message.startswith(
+        "database.url: cannot connect to postgresql+asyncpg://root:***@127.0.0.1:1/test:"
+    )
+    assert "ConnectionRefusedError" in message
+    assert "s3cret" not in message
+
+
+class TcpProxy:
+    """A TCP proxy to PostgreSQL that a test can take down and bring back."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+
+@pytest.mark.db_backends("postgresql")
+async def test_a_database_that_goes_away_gives_503_and_the_site_recovers(
+    project: Path, database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    await proxy.start()
+    url = database.url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("AIOSITE_DATABASE__URL", url)
+    async with started(project) as client:
+        assert await count_rows(client) == 0
+        await proxy.stop()
+        # A pooled connection dies mid-request, then new connections are refused.
+        for _ in range(2):
+            resp = await client.get("/notes/count", headers={"Accept": "text/html"})
+            assert resp.status == 503
+            assert resp.headers["Retry-After"] == "5"
+            assert "The database is unavailable" in await resp.text()
+        resp = await client.get("/notes/plain")
+        assert resp.status == 200
+        await proxy.start()
+        assert await count_rows(client) == 0
+        assert (await client.post("/notes/add", params={"text": "back"})).status == 201
+        assert await count_rows(client) == 1
+    await proxy.stop()
+
+
+async def test_sqlite_connections_enforce_foreign_keys_and_use_wal(
+    project: Path, database: TestDatabase
+) -> None:
+    async with started(project) as client, database_of(client.app).engine.connect() as connection:
+        if database.backend == "sqlite":
+            assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+            mode = (await connection.execute(text("PRAGMA journal_mode"))).scalar()
+            assert mode == "wal"
+        else:
+            path = (await connection.execute(text("SHOW search_path"))).scalar()
+            assert path == database.schema_name
