@@ -25,6 +25,7 @@ from aiosite.keys import BLOCK_DETECTOR
 
 ROUTES = """\
 import asyncio
+import gc
 import time
 import urllib.request
 
@@ -63,6 +64,13 @@ async def later(request: web.Request) -> web.Response:
 async def crunch(request: web.Request) -> web.Response:
     total = sum(range(int(request.query["n"])))  # C code that never lets go of the GIL
     return web.Response(text=str(total))
+
+
+@routes.get("/collect", name="collect")
+async def collect(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    gc.collect()
+    return web.Response(text=str(time.perf_counter() - started))
 
 
 @routes.get("/short", name="short")
@@ -269,6 +277,24 @@ async def test_block_in_c_code_holding_the_gil_is_reported(make_project) -> None
     # to be past the threshold to be a block.
     assert events[0].duration_ms >= detector.threshold_ms
     assert events[0].route in {None, "home:crunch"}
+
+
+async def test_garbage_collection_is_not_blamed_on_the_project(make_project) -> None:
+    # A large heap makes a full collection take longer than the threshold; such a pause
+    # stalls the loop wherever it happens to be, so no project line is to blame.
+    heap = [[index] for index in range(3_000_000)]
+    root = project(make_project)
+    async with TestClient(TestServer(load_site(root, "test"))) as client:
+        detector = client.app[BLOCK_DETECTOR]
+        resp = await client.get("/collect")
+        took = float(await resp.text())
+        await asyncio.sleep(0.2)  # a heartbeat after the pause
+        slow = await client.get("/slow")  # the detector still sees real blocks
+        assert slow.status == 200
+        events = await wait_for_events(detector)
+    del heap
+    assert took * 1000 > detector.threshold_ms, "the heap was too small to test anything"
+    assert [event.route for event in events] == ["home:slow"], events
 
 
 def test_a_stopped_loop_is_not_blocked() -> None:

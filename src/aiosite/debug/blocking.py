@@ -4,14 +4,17 @@ A heartbeat callback on the loop notes the time every few milliseconds; a watchd
 thread wakes when the next heartbeat is overdue by more than the threshold and, while
 the loop is still stuck, captures the loop thread's stack and the route being handled.
 When the loop runs again the heartbeat measures how long it was stuck and records one
-``BlockEvent`` for the whole block. With ``debug.detect_blocking`` off, ``setup`` adds
-nothing: no middleware, no thread, no callback.
+``BlockEvent`` for the whole block. Time spent in Python's garbage collector is left
+out: a collection stalls every thread, but it is no line of the project's to blame.
+With ``debug.detect_blocking`` off, ``setup`` adds nothing: no middleware, no thread, no
+callback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import linecache
 import logging
 import os
@@ -119,6 +122,9 @@ class BlockDetector:
         self._loop_thread = 0
         self._last_beat = 0.0
         self._last_cpu = 0.0  # the loop thread's CPU time at the last beat
+        self._gc_seconds = 0.0  # time spent collecting garbage since start()
+        self._gc_started = 0.0
+        self._last_gc = 0.0  # _gc_seconds at the last beat
         self._sighting: _Sighting | None = None
         self._stopped = False  # the watchdog saw the loop not running since the last beat
         self._handle: asyncio.TimerHandle | None = None
@@ -150,6 +156,8 @@ class BlockDetector:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._last_beat, self._last_cpu = time.monotonic(), time.thread_time()
+        self._last_gc = self._gc_seconds
+        gc.callbacks.append(self._on_gc)
         self._stop.clear()
         # Beat at once: the first beat learns where the loop's machinery begins.
         self._loop.call_soon(self._beat)
@@ -163,6 +171,7 @@ class BlockDetector:
         if thread is None:
             return
         self._stop.set()
+        gc.callbacks.remove(self._on_gc)
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -170,7 +179,10 @@ class BlockDetector:
         with self._lock:
             sighting, self._sighting = self._sighting, None
         if sighting is not None:  # stopped right after a block, before the next beat
-            self._record(time.monotonic() - sighting.beat, sighting)
+            collecting = self._gc_seconds - self._last_gc
+            stuck = time.monotonic() - sighting.beat - collecting
+            if stuck > self._threshold:
+                self._record(stuck, sighting)
 
     def middleware(self) -> Middleware:
         """Notes which route each request task is handling, for the watchdog to read."""
@@ -202,17 +214,30 @@ class BlockDetector:
         with self._lock:
             last, self._last_beat = self._last_beat, now
             last_cpu, self._last_cpu = self._last_cpu, cpu
+            last_gc, self._last_gc = self._last_gc, self._gc_seconds
             sighting, self._sighting = self._sighting, None
             stopped, self._stopped = self._stopped, False
+        collecting = self._last_gc - last_gc
+        stuck = now - last - collecting
         if sighting is not None:
-            self._record(now - last, sighting)
-        elif not stopped and cpu - last_cpu > self._threshold:
+            if stuck > self._threshold:
+                self._record(stuck, sighting)
+        elif not stopped and cpu - last_cpu - collecting > self._threshold:
             # The watchdog never got to look (it needs the GIL, which C code on the loop
             # thread held), but the loop thread was busy all along: a block, without
             # the line to blame. A process that was merely suspended used no CPU.
-            self._record(now - last, None)
+            self._record(stuck, None)
         if not self._stop.is_set() and self._loop is not None:
             self._handle = self._loop.call_later(self._interval, self._beat)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        # Runs with the GIL held, in whichever thread collects; both phases of one
+        # collection run in the same thread, one after the other.
+        if phase == "start":
+            self._gc_started = time.monotonic()
+        elif self._gc_started:
+            self._gc_seconds += time.monotonic() - self._gc_started
+            self._gc_started = 0.0
 
     def _record(self, duration: float, sighting: _Sighting | None) -> None:
         event = BlockEvent(
