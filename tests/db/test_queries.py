@@ -15,10 +15,19 @@ from aiosite.keys import APPS
 from tests.conftest import ProjectFactory, TestDatabase, site_client
 
 MODELS = """
-    from sqlalchemy import String
-    from sqlalchemy.orm import Mapped, mapped_column
+    from __future__ import annotations
+
+    from sqlalchemy import ForeignKey, String
+    from sqlalchemy.orm import Mapped, mapped_column, relationship
 
     from aiosite import Model
+
+
+    class Label(Model):
+        __tablename__ = "PKG_label"
+
+        code: Mapped[str] = mapped_column(String(10), primary_key=True)
+        items: Mapped[list[Item]] = relationship(lazy="raise")
 
 
     class Item(Model):
@@ -27,17 +36,13 @@ MODELS = """
         id: Mapped[int] = mapped_column(primary_key=True)
         slug: Mapped[str] = mapped_column(String(40), unique=True)
         rank: Mapped[int]
-
-
-    class Label(Model):
-        __tablename__ = "PKG_label"
-
-        code: Mapped[str] = mapped_column(String(10), primary_key=True)
+        label_code: Mapped[str | None] = mapped_column(ForeignKey("PKG_label.code"))
 """
 
 ROUTES = """
     from aiohttp import web
     from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
 
     from aiosite import Routes, db_session, get_or_404, json_response, paginate
 
@@ -60,8 +65,24 @@ ROUTES = """
 
     @routes.get("/label/{code}", name="label")
     async def label(request: web.Request) -> web.Response:
-        found = await get_or_404(db_session(request), Label, request.match_info["code"])
-        return json_response({"code": found.code})
+        found = await get_or_404(
+            db_session(request),
+            Label,
+            request.match_info["code"],
+            options=[selectinload(Label.items)],
+        )
+        return json_response({"code": found.code, "items": [i.slug for i in found.items]})
+
+
+    @routes.get("/label-by-code/{code}", name="label_by_code")
+    async def label_by_code(request: web.Request) -> web.Response:
+        found = await get_or_404(
+            db_session(request),
+            Label,
+            code=request.match_info["code"],
+            options=[selectinload(Label.items)],
+        )
+        return json_response({"items": len(found.items)})
 
 
     @routes.get("/list", name="list", api=True)
@@ -106,11 +127,14 @@ async def fill(client: TestClient[web.Request, web.Application], count: int) -> 
     async with database_of(app).engine.begin() as connection:
         await connection.run_sync(metadata.create_all)
         table = metadata.tables[next(k for k in metadata.tables if k.endswith("_item"))]
-        rows = [{"id": n, "slug": f"item-{n}", "rank": n} for n in range(1, count + 1)]
-        if rows:
-            await connection.execute(insert(table), rows)
         labels = metadata.tables[next(k for k in metadata.tables if k.endswith("_label"))]
         await connection.execute(insert(labels), [{"code": "red"}])
+        rows = [
+            {"id": n, "slug": f"item-{n}", "rank": n, "label_code": "red" if n == 1 else None}
+            for n in range(1, count + 1)
+        ]
+        if rows:
+            await connection.execute(insert(table), rows)
 
 
 async def test_get_or_404_by_primary_key_and_by_filters(project: Path) -> None:
@@ -118,7 +142,9 @@ async def test_get_or_404_by_primary_key_and_by_filters(project: Path) -> None:
         await fill(client, 2)
         assert await (await client.get("/items/by-id/2")).json() == {"slug": "item-2"}
         assert await (await client.get("/items/by-slug/item-1")).json() == {"id": 1}
-        assert await (await client.get("/items/label/red")).json() == {"code": "red"}
+        label = await (await client.get("/items/label/red")).json()
+        assert label == {"code": "red", "items": ["item-1"]}
+        assert await (await client.get("/items/label-by-code/red")).json() == {"items": 1}
         for path in ("/items/by-id/99", "/items/by-id/abc", "/items/by-slug/none"):
             resp = await client.get(path, headers={"Accept": "application/json"})
             assert resp.status == 404, path

@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 from sqlalchemy import Select, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.interfaces import ORMOption
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -20,10 +21,17 @@ _ENDS = 1
 
 
 async def get_or_404(
-    session: AsyncSession, model: type[M], ident: Any = None, /, **filters: Any
+    session: AsyncSession,
+    model: type[M],
+    ident: Any = None,
+    /,
+    *,
+    options: Sequence[ORMOption] = (),
+    **filters: Any,
 ) -> M:
     """The ``model`` row with primary key ``ident``, or the one matching ``filters``;
-    ``HTTPNotFound`` when there is none.
+    ``HTTPNotFound`` when there is none. ``options`` are loader options for the query,
+    e.g. ``options=[selectinload(Post.tags)]``.
 
     A primary key given as text (from the URL) is converted to the key's Python type;
     text that does not convert means no such row, a 404 as well.
@@ -33,10 +41,10 @@ async def get_or_404(
     found: M | None
     if ident is not None:
         key = _coerce_key(model, ident)
-        found = None if key is None else await session.get(model, key)
+        found = None if key is None else await session.get(model, key, options=options)
     else:
-        result = await session.execute(select(model).filter_by(**filters))
-        found = result.scalar_one_or_none()
+        statement = select(model).filter_by(**filters).options(*options)
+        found = (await session.execute(statement)).scalar_one_or_none()
     if found is None:
         raise web.HTTPNotFound(text=f"No {model.__name__} matches the given query.")
     return found
