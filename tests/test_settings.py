@@ -77,6 +77,7 @@ def test_debug_shorthand_and_section(make_project: ProjectFactory) -> None:
         ("logging:\n  level: LOUD\n", "config/test.yaml: logging.level:"),
         ("- just\n- a list\n", "config/test.yaml: expected a mapping of settings"),
         ("server:\n  port: [\n", "config/test.yaml:3:1: invalid YAML"),
+        ("site:\n  name: 2026-13-01\n", "config/test.yaml: invalid YAML: month must be in 1..12"),
     ],
 )
 def test_bad_yaml_names_file_and_key(

@@ -316,6 +316,9 @@ def _read_yaml(path: Path, project_dir: Path) -> dict[str, Any]:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ImproperlyConfigured(yaml_error(label, exc)) from None
+    except ValueError as exc:
+        # PyYAML raises a bare ValueError for an impossible date (2026-13-01).
+        raise ImproperlyConfigured(f"{label}: invalid YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

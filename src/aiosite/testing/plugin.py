@@ -1,8 +1,16 @@
-"""The aiosite pytest plugin (entry point ``pytest11``): ``site`` and ``client`` fixtures.
+"""The aiosite pytest plugin (entry point ``pytest11``): ``site``, ``client`` and ``db``.
 
 The project is the nearest directory at or above pytest's rootdir that holds
 ``config/default.yaml``, unless ``--aiosite-project`` or the ``aiosite_project`` ini
 option names one. Settings load with the ``test`` environment.
+
+The site under test never touches the project's development database: the first test
+that needs ``site_settings`` (so ``site`` or ``client`` too) creates a test database for
+the run, a fresh SQLite file or, on PostgreSQL, a schema ``test_<hex>`` of the configured
+database dropped at the end, and migrates it once (Alembic when the project has
+migrations, ``create_all`` otherwise). ``db`` empties every table before its test and
+gives the test an ``AsyncSession`` on that database; what the test commits, requests
+through ``client`` see.
 
 When the test settings turn on ``debug.detect_blocking``, a test during which the site
 blocked the event loop in the project's code fails with the route and code line of each
@@ -16,16 +24,20 @@ import importlib.util
 import weakref
 from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from aiosite.db.engine import Database
 from aiosite.debug.blocking import BlockDetector, BlockEvent
-from aiosite.exceptions import ImproperlyConfigured
+from aiosite.exceptions import AiositeError, ImproperlyConfigured
 from aiosite.keys import BLOCK_DETECTOR
-from aiosite.settings import Settings, find_project_dir, load_settings
+from aiosite.settings import DatabaseSettings, Settings, find_project_dir, load_settings
 from aiosite.site import create_site
+from aiosite.testing import database as test_database
 
 TEST_ENV = "test"
 ALLOW_BLOCKING = "allow_blocking"
@@ -116,13 +128,40 @@ def aiosite_project_dir(pytestconfig: pytest.Config) -> Path:
     return found
 
 
-@pytest.fixture
-def site_settings(aiosite_project_dir: Path) -> Settings:
-    """The project's settings for the ``test`` environment."""
+def _fail(message: str) -> NoReturn:
+    """Fail the test with ``message`` alone: not the error it replaces, nor a traceback."""
+    raise pytest.fail.Exception(message, pytrace=False) from None
+
+
+def _load_settings(project_dir: Path) -> Settings:
     try:
-        return load_settings(aiosite_project_dir, TEST_ENV)
+        return load_settings(project_dir, TEST_ENV)
     except ImproperlyConfigured as exc:
-        pytest.fail(f"aiosite: {exc}", pytrace=False)
+        _fail(f"aiosite: {exc}")
+
+
+@pytest.fixture(scope="session")
+def aiosite_test_database(
+    aiosite_project_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DatabaseSettings]:
+    """The ``database`` settings of the run's own database, created on first use."""
+    settings = _load_settings(aiosite_project_dir)
+    try:
+        settings = test_database.isolated(settings, tmp_path_factory.mktemp("aiosite-db"))
+        test_database.prepare(settings)
+    except AiositeError as exc:  # a settings or a migration error (CommandError)
+        _fail(f"aiosite: test database: {exc}")
+    yield settings.database
+    test_database.destroy(settings)
+
+
+@pytest.fixture
+def site_settings(aiosite_project_dir: Path, aiosite_test_database: DatabaseSettings) -> Settings:
+    """The project's settings for the ``test`` environment, on the test database."""
+    settings = _load_settings(aiosite_project_dir)
+    where = {"url": aiosite_test_database.url, "schema_name": aiosite_test_database.schema_name}
+    database = settings.database.model_copy(update=where)
+    return settings.model_copy(update={"database": database})
 
 
 @pytest.fixture
@@ -131,7 +170,7 @@ def site(site_settings: Settings) -> web.Application:
     try:
         return create_site(site_settings)
     except ImproperlyConfigured as exc:
-        pytest.fail(f"aiosite: {exc}", pytrace=False)
+        _fail(f"aiosite: {exc}")
 
 
 async def _client(site: web.Application) -> AsyncIterator[TestClient[web.Request, web.Application]]:
@@ -144,15 +183,38 @@ async def _client(site: web.Application) -> AsyncIterator[TestClient[web.Request
         await client.close()
 
 
+async def _db(site_settings: Settings) -> AsyncIterator[AsyncSession]:
+    """A session on the test database, whose tables are emptied first."""
+    try:
+        metadata = test_database.metadata_of(site_settings)
+    except ImproperlyConfigured as exc:
+        _fail(f"aiosite: {exc}")
+    database = Database(site_settings)
+    try:
+        await test_database.empty_tables(database, metadata)
+        async with database.session() as session:
+            yield session
+    finally:
+        await database.dispose()
+
+
 if importlib.util.find_spec("pytest_asyncio") is not None:
     import pytest_asyncio
 
     client = pytest_asyncio.fixture(_client, name="client")
+    db = pytest_asyncio.fixture(_db, name="db")
 else:  # pragma: no cover - installed with aiosite[test]
+
+    def _needs_pytest_asyncio(name: str) -> None:
+        pytest.fail(
+            f"aiosite: the {name} fixture needs pytest-asyncio (pip install 'aiosite[test]')",
+            pytrace=False,
+        )
 
     @pytest.fixture(name="client")
     def _no_client() -> None:
-        pytest.fail(
-            "aiosite: the client fixture needs pytest-asyncio (pip install 'aiosite[test]')",
-            pytrace=False,
-        )
+        _needs_pytest_asyncio("client")
+
+    @pytest.fixture(name="db")
+    def _no_db() -> None:
+        _needs_pytest_asyncio("db")
