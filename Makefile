@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## Run the example site on http://127.0.0.1:8080 (SQLite, development settings).
+## Run the example site on http://127.0.0.1:8080 (SQLite, development settings):
+## migrate its database and load the demo posts first (loading again updates them).
 demo: $(STAMP)
+	cd examples/blog && ../../$(BIN)/aiosite db migrate
+	cd examples/blog && ../../$(BIN)/aiosite db seed blogsite/blog/fixtures/demo.yaml
 	cd examples/blog && ../../$(BIN)/aiosite run --host $(HOST) --port $(PORT)
 
 ## Lint, type-check, check the layers and run the whole test suite with coverage.

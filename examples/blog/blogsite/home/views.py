@@ -4,12 +4,18 @@ from typing import Any
 
 from aiohttp import web
 
-from aiosite import template
+from aiosite import db_session, template
+from blogsite.blog.queries import latest_posts
+
+LATEST_POSTS = 3
 
 
 @template("home/index.html")
 async def index(request: web.Request) -> dict[str, Any]:
-    return {"heading": "Notes on building async sites"}
+    return {
+        "heading": "Notes on building async sites",
+        "latest_posts": await latest_posts(db_session(request), LATEST_POSTS),
+    }
 
 
 @template("home/about.html")
@@ -19,7 +25,8 @@ async def about(request: web.Request) -> dict[str, Any]:
         # What the example grows into, one release at a time.
         "features": [
             ("Pages and navigation", "templates, static files, named routes", True),
-            ("Posts and comments", "the database layer and the admin", False),
+            ("Posts, comments and tags", "the database layer, forms and a JSON API", True),
+            ("An admin", "pages to manage every table", False),
             ("Accounts", "sign-up, login and sessions", False),
             ("Live chat", "websockets and the broadcast hub", False),
         ],

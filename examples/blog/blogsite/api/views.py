@@ -1,0 +1,97 @@
+"""The API's handlers: one or two queries each and a dict for orjson, nothing more.
+
+Published posts only; a draft is a 404 here as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.orm import defer, selectinload
+
+from aiosite import db_session, json_response, paginate, url_for
+from blogsite.blog.models import Post
+from blogsite.blog.queries import published_posts
+
+PER_PAGE = 20
+MAX_PER_PAGE = 100
+
+
+async def posts(request: web.Request) -> web.Response:
+    """``GET /api/posts?page=2&per_page=50``: one page of posts, newest first."""
+    per_page = _per_page(request.query.get("per_page"))
+    statement = published_posts().options(
+        # The list leaves out the bodies: a long post costs nothing here.
+        defer(Post.body, raiseload=True),
+        selectinload(Post.tags),
+    )
+    page = await paginate(
+        db_session(request), statement, page=request.query.get("page"), per_page=per_page
+    )
+    # per_page stays in the links only when the client chose it.
+    chosen = per_page if "per_page" in request.query else None
+
+    def link(number: int | None) -> str | None:
+        if number is None:
+            return None
+        return url_for(request, "api:posts", page=number, per_page=chosen)
+
+    return json_response(
+        {
+            "items": [_summary(request, post) for post in page.items],
+            "page": page.number,
+            "pages": page.pages,
+            "total": page.total,
+            "next": link(page.next_number),
+            "previous": link(page.previous_number),
+        }
+    )
+
+
+async def post(request: web.Request) -> web.Response:
+    """``GET /api/posts/7``: the post with its body and comments."""
+    post_id = int(request.match_info["id"])
+    statement = (
+        select(Post)
+        .where(Post.id == post_id, Post.published)
+        .options(selectinload(Post.tags), selectinload(Post.comments))
+    )
+    found = (await db_session(request).execute(statement)).scalar_one_or_none()
+    if found is None:
+        raise web.HTTPNotFound(text=f"There is no published post with id {post_id}.")
+    data = _summary(request, found)
+    data["body"] = found.body
+    data["updated"] = found.updated
+    data["html_url"] = url_for(request, "blog:detail", slug=found.slug)
+    data["comments"] = [
+        {"id": c.id, "author": c.author, "body": c.body, "created": c.created}
+        for c in found.comments
+    ]
+    return json_response(data)
+
+
+def _summary(request: web.Request, post: Post) -> dict[str, Any]:
+    # orjson writes the aware UTC datetimes as ISO 8601 (2025-03-01T09:30:00+00:00).
+    return {
+        "id": post.id,
+        "title": post.title,
+        "slug": post.slug,
+        "author": post.author,
+        "created": post.created,
+        "published": post.published,
+        "tags": [tag.name for tag in post.tags],
+        "url": url_for(request, "api:post", id=post.id),
+    }
+
+
+def _per_page(value: str | None) -> int:
+    """``?per_page=``, kept within 1..MAX_PER_PAGE; text that is no number is a 400."""
+    if value is None or value == "":
+        return PER_PAGE
+    try:
+        number = int(value)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"per_page must be a whole number, not {value!r}.") from None
+    return min(max(number, 1), MAX_PER_PAGE)

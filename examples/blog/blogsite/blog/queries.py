@@ -1,0 +1,60 @@
+"""The blog's queries, shared by its pages, the home page and the JSON API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute, selectinload
+
+from .models import Post, Tag, post_tag
+
+
+def published_posts() -> Select[Post]:
+    """Published posts, newest first (the id breaks ties between equal timestamps)."""
+    return select(Post).where(Post.published).order_by(Post.created.desc(), Post.id.desc())
+
+
+def posts_tagged(tag: Tag) -> Select[Post]:
+    return (
+        published_posts()
+        .join(post_tag, post_tag.c.post_id == Post.id)
+        .where(post_tag.c.tag_id == tag.id)
+    )
+
+
+async def post_or_404(session: AsyncSession, slug: str, *related: QueryableAttribute[Any]) -> Post:
+    """The post at ``slug`` with the ``related`` relationships loaded, or a 404."""
+    statement = select(Post).where(Post.slug == slug)
+    statement = statement.options(*(selectinload(attribute) for attribute in related))
+    post = (await session.execute(statement)).scalar_one_or_none()
+    if post is None:
+        raise web.HTTPNotFound(text=f"There is no post at “{slug}”.")
+    return post
+
+
+async def latest_posts(session: AsyncSession, count: int) -> list[Post]:
+    statement = published_posts().options(selectinload(Post.tags)).limit(count)
+    return list((await session.execute(statement)).scalars())
+
+
+async def tags_named(session: AsyncSession, wanted: list[tuple[str, str]]) -> list[Tag]:
+    """The tags with these ``(name, slug)`` pairs, creating the missing ones.
+
+    New tags are flushed here, on their own, so that a later flush of the post can fail
+    only for the post's own reasons. Two requests making the same new tag at once: the
+    later one fails here (the site answers 409), and sending the form again finds the tag.
+    """
+    if not wanted:
+        return []
+    slugs = [slug for _, slug in wanted]
+    found = await session.execute(select(Tag).where(Tag.slug.in_(slugs)))
+    by_slug = {tag.slug: tag for tag in found.scalars()}
+    for name, slug in wanted:
+        if slug not in by_slug:
+            by_slug[slug] = Tag(name=name, slug=slug)
+            session.add(by_slug[slug])
+    await session.flush()
+    return [by_slug[slug] for slug in slugs]

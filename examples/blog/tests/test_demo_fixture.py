@@ -1,0 +1,63 @@
+"""The demo content loads with `aiosite db seed` (as `make demo` runs it) and fills the blog."""
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aiosite import Settings
+
+Client = TestClient[web.Request, web.Application]
+DEMO = "blogsite/blog/fixtures/demo.yaml"
+
+
+async def seed(settings: Settings, project: Path) -> str:
+    # The command runs on the test database, in a process of its own like `make demo`'s.
+    env = {**os.environ, "AIOSITE_ENV": "test", "AIOSITE_DATABASE__URL": settings.database.url}
+    if settings.database.schema_name:
+        env["AIOSITE_DATABASE__SCHEMA_NAME"] = settings.database.schema_name
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "blogsite",
+        "db",
+        "seed",
+        DEMO,
+        cwd=project,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_demo_content_fills_three_pages(
+    client: Client, db: AsyncSession, site_settings: Settings, aiosite_project_dir: Path
+) -> None:
+    report = await seed(site_settings, aiosite_project_dir)
+    assert "blog.Post: 25 created" in report
+    assert "blog.Comment: 12 created" in report
+
+    html = await (await client.get("/blog/")).text()
+    assert "Posts 1\u201310 of 23, newest first." in html  # two of the 25 are drafts
+    assert (await client.get("/blog/?page=3")).status == 200
+    assert (await client.get("/blog/?page=4")).status == 404
+    hello = await (await client.get("/blog/hello-aiosite")).text()
+    assert "3 comments" in hello
+    api = await (await client.get("/api/posts?per_page=100")).json()
+    assert api["total"] == 23
+    assert len({tag for item in api["items"] for tag in item["tags"]}) == 8
+
+    # New rows get fresh ids after rows that were loaded with theirs.
+    data = {"title": "After the seed", "body": "Text.", "published": "on"}
+    resp = await client.post("/blog/new", data=data, allow_redirects=False)
+    assert resp.status == 303
+    comment = {"author": "Ken", "body": "Hi"}
+    resp = await client.post("/blog/hello-aiosite/comments", data=comment, allow_redirects=False)
+    assert resp.headers["Location"] == "/blog/hello-aiosite#comment-13"
