@@ -96,6 +96,9 @@ PROJECT_FILES = [
     "mysite/home/static/home/home.css",
     "tests/conftest.py",
     "tests/test_home.py",
+    "migrations/env.py",
+    "migrations/script.py.mako",
+    "migrations/versions/.gitkeep",
 ]
 
 

@@ -67,3 +67,22 @@ def test_example_site_passes_its_tests() -> None:
     tests = _run("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=example)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert re.search(r"\b\d+ passed\b", tests.stdout.strip().splitlines()[-1]), tests.stdout
+
+
+def test_new_project_migrates_its_database(tmp_path: Path) -> None:
+    created = _run("-m", "aiosite", "new", "dbsite", str(tmp_path / "dbsite"), cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    project = tmp_path / "dbsite"
+
+    migrated = _run("-m", "aiosite", "db", "migrate", cwd=project)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "No migrations to apply" in migrated.stdout
+    assert (project / "var" / "db.sqlite3").is_file()  # database.url's default
+
+    # The home app has no models: nothing to migrate, and no file written.
+    made = _run("-m", "dbsite", "db", "makemigrations", "-m", "initial", cwd=project)
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == "No changes detected."
+    assert not list((project / "migrations" / "versions").glob("*.py"))
+    checked = _run("-m", "aiosite", "db", "check", cwd=project)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

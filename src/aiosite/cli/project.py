@@ -33,9 +33,11 @@ def new(
     if target != Path.cwd().resolve():
         typer.echo(f"  cd {shown}")
     typer.echo(
+        "  aiosite db migrate       # create the database (var/db.sqlite3)\n"
         "  aiosite run              # serve http://127.0.0.1:8080/ with autoreload\n"
         "  python -m pytest         # run the project's tests\n"
-        "  aiosite startapp blog    # add an app, served at /blog/\n"
+        "  aiosite startapp blog    # add an app, served at /blog/; models in blog/models.py\n"
+        "  aiosite db makemigrations -m 'blog'   # after changing models, then db migrate\n"
         "  aiosite routes           # list the routes; `aiosite check` validates the project"
     )
 

@@ -14,6 +14,7 @@ from aiosite.scaffold.names import check_app_name, check_project_name
 FILES = Path(__file__).parent / "files"
 PROJECT_TEMPLATE = FILES / "project"
 APP_TEMPLATE = FILES / "app"
+MIGRATIONS_TEMPLATE = PROJECT_TEMPLATE / "migrations"
 
 # Path parts named PACKAGE or APP (or APP.css) take the project's or the app's name.
 _PATH_TOKEN = re.compile(r"\b(PACKAGE|APP)\b")
@@ -115,3 +116,13 @@ def create_app(project_dir: Path, package: str, name: str, listed: Sequence[str]
     with config.open("w", encoding="utf-8", newline="") as file:
         file.write(updated)
     return app_dir
+
+
+def create_migrations(project_dir: Path) -> Path:
+    """Write the ``migrations/`` folder (Alembic's env.py and file template) into an
+    existing project; a project made by ``aiosite new`` already has one."""
+    target = project_dir / MIGRATIONS_TEMPLATE.name
+    if (target / "env.py").exists():
+        raise CommandError(f"{target} already has an env.py; nothing to do")
+    render_tree(MIGRATIONS_TEMPLATE, target, {})
+    return target
