@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8080
 PYTEST_ARGS ?=
+# The demo's project directory (a test runs `make demo` on a copy).
+DEMO_DIR ?= examples/blog
+AIOSITE := $(abspath $(BIN))/aiosite
 
 .PHONY: install demo test lint format typecheck layers pytest clean
 
@@ -20,9 +23,9 @@ install: $(STAMP)
 ## Run the example site on http://127.0.0.1:8080 (SQLite, development settings):
 ## migrate its database and load the demo posts first (loading again updates them).
 demo: $(STAMP)
-	cd examples/blog && ../../$(BIN)/aiosite db migrate
-	cd examples/blog && ../../$(BIN)/aiosite db seed blogsite/blog/fixtures/demo.yaml
-	cd examples/blog && ../../$(BIN)/aiosite run --host $(HOST) --port $(PORT)
+	cd $(DEMO_DIR) && $(AIOSITE) db migrate
+	cd $(DEMO_DIR) && $(AIOSITE) db seed blogsite/blog/fixtures/demo.yaml
+	cd $(DEMO_DIR) && $(AIOSITE) run --host $(HOST) --port $(PORT)
 
 ## Lint, type-check, check the layers and run the whole test suite with coverage.
 test: lint typecheck layers pytest

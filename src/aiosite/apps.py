@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
+import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,8 +124,16 @@ class AppRegistry(Sequence[LoadedApp]):
         return [folder for folder in folders if folder.is_dir()]
 
 
+def ensure_importable(project_dir: Path) -> None:
+    """Put the project directory on ``sys.path`` so its package and apps import."""
+    path = str(project_dir)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
 def load_apps(settings: Settings) -> AppRegistry:
     """Import every app listed in the settings; raise ImproperlyConfigured on a clash."""
+    ensure_importable(settings.project_dir)
     loaded: list[LoadedApp] = []
     names: dict[str, str] = {}
     prefixes: dict[str, str] = {}

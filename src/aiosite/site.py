@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from aiohttp import web
 
 from aiosite import db, debug
-from aiosite.apps import load_apps
+from aiosite.apps import ensure_importable, load_apps
 from aiosite.db.sessions import session_middleware
 from aiosite.keys import APPS, ROUTES, SETTINGS
 from aiosite.settings import Settings, load_settings
@@ -22,7 +21,6 @@ def create_site(settings: Settings) -> web.Application:
     Everything is attached here, before the application starts; aiohttp freezes it at
     startup, after which nothing adds routes, keys or middlewares.
     """
-    ensure_importable(settings.project_dir)
     registry = load_apps(settings)
     # The database middleware sits inside the error pages (a rollback happens before the
     # error page renders) and outside the project's own, which may use the session.
@@ -49,8 +47,4 @@ def load_site(project_dir: Path | str, env: str | None = None) -> web.Applicatio
     return create_site(load_settings(project_dir, env))
 
 
-def ensure_importable(project_dir: Path) -> None:
-    """Put the project directory on ``sys.path`` so its package and apps import."""
-    path = str(project_dir)
-    if path not in sys.path:
-        sys.path.insert(0, path)
+__all__ = ["create_site", "ensure_importable", "load_site"]

@@ -221,7 +221,6 @@ def run_migrations() -> None:
     if settings is None:
         settings = _settings_for(Path(context.script.dir))
         config.attributes[SETTINGS] = settings
-    _importable(settings.project_dir)
     metadata = site_metadata(load_apps(settings))
     if context.is_offline_mode():
         _run_offline(settings, metadata)
@@ -238,16 +237,14 @@ def _settings_for(script_dir: Path) -> Settings:
     return load_settings(script_dir.resolve().parent, os.environ.get(ENV_VAR))
 
 
-def _importable(project_dir: Path) -> None:
-    # The apps must import whoever runs Alembic (plain `alembic`, a test fixture).
-    if str(project_dir) not in sys.path:
-        sys.path.insert(0, str(project_dir))
-
-
 def _run_blocking(coroutine: Any) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        in_a_loop = False
+    else:
+        in_a_loop = True
+    if not in_a_loop:
         asyncio.run(coroutine)
         return
     # Called from async code (a command inside a running loop): asyncio.run needs a
