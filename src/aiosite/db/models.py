@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, MetaData, Table, func, inspect
+from sqlalchemy import DateTime, MetaData, Table, inspect, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -101,11 +101,13 @@ class Timestamped:
     """Adds ``created`` and ``updated``, set by the application (and the database as a
     fallback for rows inserted by hand)."""
 
+    # CURRENT_TIMESTAMP, not func.now(): a migration made on one database must run on
+    # the other, and SQLite has no now().
     created: Mapped[datetime] = mapped_column(
-        UtcDateTime(), default=utcnow, server_default=func.now()
+        UtcDateTime(), default=utcnow, server_default=text("CURRENT_TIMESTAMP")
     )
     updated: Mapped[datetime] = mapped_column(
-        UtcDateTime(), default=utcnow, onupdate=utcnow, server_default=func.now()
+        UtcDateTime(), default=utcnow, onupdate=utcnow, server_default=text("CURRENT_TIMESTAMP")
     )
 
 
