@@ -6,20 +6,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from aiosite.cli import main
 from aiosite.scaffold import create_migrations
+from tests.cli_runner import Result, invoke, one_line_error
+from tests.cli_runner import aiosite_process as aiosite
 from tests.conftest import ProjectFactory, TestDatabase
-
-AIOSITE = Path(sys.executable).with_name("aiosite")
-TIMEOUT = 60
 
 APP_INIT = 'from aiosite import App\n\napp = App("blog")\n'
 MODELS = """
@@ -47,13 +43,6 @@ FILES = {
 }
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 Run = Callable[..., Result]
 
 
@@ -64,24 +53,9 @@ def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> 
 
     def run(root: Path, *args: str, cwd: Path | None = None) -> Result:
         monkeypatch.chdir(cwd or root)
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main(["--project", str(root), "--env", "test", *args])
-        captured = capsys.readouterr()
-        code = exit_info.value.code
-        return Result(code if isinstance(code, int) else 1, captured.out, captured.err)
+        return invoke(capsys, ["--project", str(root), "--env", "test", *args])
 
     return run
-
-
-def one_line_error(result: Result, *fragments: str) -> str:
-    assert result.code == 2, result
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -191,18 +165,6 @@ def test_migrate_sql_prints_and_runs_nothing(project: Path, run: Run) -> None:
 
 
 # --- shell -----------------------------------------------------------------------------
-
-
-def aiosite(root: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        [str(AIOSITE), "--project", str(root), "--env", "test", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-        **kwargs,
-    )
 
 
 def test_shell_runs_the_database_client(project: Path, database: TestDatabase, run: Run) -> None:

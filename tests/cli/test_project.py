@@ -8,7 +8,6 @@ import re
 import sys
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,8 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from aiosite import CommandError, load_settings, load_site
-from aiosite.cli import main
 from aiosite.scaffold import add_app
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
+from tests.cli_runner import Result, invoke, one_line_error
 
 Run = Callable[..., Result]
 
@@ -42,12 +33,7 @@ def run(
 
     def run(*args: str, cwd: Path | None = None) -> Result:
         monkeypatch.chdir(cwd or tmp_path)
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as exit_info:
-            main(list(args))
-        captured = capsys.readouterr()
-        code = exit_info.value.code
-        return Result(code if isinstance(code, int) else 1, captured.out, captured.err)
+        return invoke(capsys, list(args))
 
     yield run
     sys.path[:] = path_before
@@ -56,15 +42,6 @@ def run(
         if where.startswith(str(tmp_path)):
             del sys.modules[name]
     importlib.invalidate_caches()
-
-
-def assert_one_line_error(result: Result, *fragments: str) -> None:
-    assert result.code == 2
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 @pytest.fixture
@@ -195,17 +172,17 @@ async def test_generated_project_serves_its_pages(project: Path) -> None:
 )
 def test_new_rejects_bad_names(run: Run, tmp_path: Path, name: str, fragment: str) -> None:
     result = run("new", name)
-    assert_one_line_error(result, repr(name), fragment)
+    one_line_error(result, repr(name), fragment)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_new_refuses_a_non_empty_directory(run: Run, tmp_path: Path) -> None:
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "keep.txt").write_text("mine")
-    assert_one_line_error(run("new", "mysite", "taken"), "taken already exists and is not empty")
+    one_line_error(run("new", "mysite", "taken"), "taken already exists and is not empty")
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["keep.txt"]
     (tmp_path / "afile").write_text("")
-    assert_one_line_error(run("new", "mysite", "afile"), "is not a directory")
+    one_line_error(run("new", "mysite", "afile"), "is not a directory")
 
 
 async def test_startapp_adds_an_app_that_serves(project: Path, run: Run) -> None:
@@ -283,7 +260,7 @@ def test_startapp_edits_every_style_of_apps_list(
 def test_startapp_rejects_bad_names(project: Path, run: Run, name: str, fragment: str) -> None:
     config = project / "config" / "default.yaml"
     before = config.read_text()
-    assert_one_line_error(run("startapp", name, cwd=project), fragment)
+    one_line_error(run("startapp", name, cwd=project), fragment)
     assert config.read_text() == before
 
 
@@ -291,7 +268,7 @@ def test_startapp_refuses_an_existing_directory(project: Path, run: Run) -> None
     config = project / "config" / "default.yaml"
     before = config.read_text()
     (project / "mysite" / "blog").mkdir()
-    assert_one_line_error(run("startapp", "blog", cwd=project), "mysite/blog already exists")
+    one_line_error(run("startapp", "blog", cwd=project), "mysite/blog already exists")
     assert config.read_text() == before
     assert list((project / "mysite" / "blog").iterdir()) == []
 
@@ -302,7 +279,7 @@ def test_startapp_refuses_an_app_already_listed(project: Path, run: Run) -> None
         config.read_text().replace("  - mysite.home\n", "  - mysite.home\n  - mysite.blog\n")
     )
     before = config.read_text()
-    assert_one_line_error(run("startapp", "blog", cwd=project), "already listed")
+    one_line_error(run("startapp", "blog", cwd=project), "already listed")
     assert config.read_text() == before
     assert not (project / "mysite" / "blog").exists()
 
@@ -313,12 +290,12 @@ def test_startapp_refuses_apps_it_cannot_edit(project: Path, run: Run) -> None:
     config.write_text(
         config.read_text().replace("apps:\n  - mysite.home\n", "apps: &apps [mysite.home]\n")
     )
-    assert_one_line_error(run("startapp", "blog", cwd=project), "add the line '  - mysite.blog'")
+    one_line_error(run("startapp", "blog", cwd=project), "add the line '  - mysite.blog'")
     assert not (project / "mysite" / "blog").exists()
 
 
 def test_startapp_outside_a_project(run: Run, tmp_path: Path) -> None:
-    assert_one_line_error(run("startapp", "blog"), "not inside an aiosite project")
+    one_line_error(run("startapp", "blog"), "not inside an aiosite project")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -366,7 +343,7 @@ def test_add_app_refuses_what_it_cannot_edit(text: str, fragment: str) -> None:
 def test_startapp_needs_the_project_package(project: Path, run: Run) -> None:
     config = project / "config" / "default.yaml"
     config.write_text(config.read_text().replace("  package: mysite\n", ""))
-    assert_one_line_error(run("startapp", "blog", cwd=project), "site.package is not set")
+    one_line_error(run("startapp", "blog", cwd=project), "site.package is not set")
     assert not (project / "mysite" / "blog").exists()
 
 

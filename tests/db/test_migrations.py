@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Inspector
 
+from aiosite.apps import ensure_importable
 from aiosite.db.migrations import (
     Step,
     check,
@@ -37,12 +38,11 @@ from aiosite.db.migrations import (
 from aiosite.exceptions import CommandError
 from aiosite.scaffold import create_migrations
 from aiosite.settings import Settings, load_settings
-from aiosite.site import ensure_importable
+from tests.cli_runner import TIMEOUT
+from tests.cli_runner import aiosite_process as aiosite
 from tests.conftest import POSTGRESQL_URL, ProjectFactory, TestDatabase, require_service
 
-AIOSITE = Path(sys.executable).with_name("aiosite")
 ALEMBIC = Path(sys.executable).with_name("alembic")
-TIMEOUT = 60
 
 APP_INIT = 'from aiosite import App\n\napp = App("blog")\n'
 
@@ -106,19 +106,6 @@ def settings_of(root: Path) -> Settings:
 def write_models(root: Path, source: str) -> None:
     path = root / root.name / "blog" / "models.py"
     path.write_text(textwrap.dedent(source).replace("PKG", root.name))
-
-
-def aiosite(root: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """``aiosite --project ROOT --env test ARGS`` in a fresh process."""
-    return subprocess.run(
-        [str(AIOSITE), "--project", str(root), "--env", "test", *args],
-        cwd=root,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
