@@ -203,6 +203,10 @@ def test_database_urls_get_their_async_driver(
             "(got 'postgresql+psycopg2://u:***@h/d')",
         ),
         ("var/db.sqlite3", "database.url: not a database URL"),
+        (
+            "postgresql://u:hunter22@h:port/d",
+            "database.url: cannot parse the database URL",
+        ),
     ],
 )
 def test_a_bad_database_url_names_the_file_and_key(
@@ -224,6 +228,13 @@ def test_a_bad_database_url_from_the_environment_names_the_variable(
     assert str(info.value).startswith(
         "environment variable AIOSITE_DATABASE__URL: database.url: unknown database driver"
     )
+
+
+def test_schema_names_are_lower_case(make_project: ProjectFactory) -> None:
+    yaml_text = "database:\n  url: postgresql://u@h/d\n  schema_name: MySite\n"
+    root = make_project(env_yaml={"test": yaml_text})
+    with pytest.raises(ImproperlyConfigured, match=r"config/test.yaml: database.schema_name"):
+        load_settings(root, "test")
 
 
 def test_schema_name_is_for_postgresql_only(make_project: ProjectFactory) -> None:

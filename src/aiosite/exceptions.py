@@ -29,3 +29,11 @@ class CommandError(AiositeError):
 
 class NoReverseMatch(AiositeError):
     """A route name or its parameters do not match any route."""
+
+
+def one_line(exc: object) -> str:
+    """``Type: first line of the message``, for an error shown or logged in one line
+    (drivers put the SQL and its parameters on the lines after the first)."""
+    lines = str(exc).strip().splitlines()
+    name = type(exc).__name__
+    return f"{name}: {lines[0]}" if lines else name

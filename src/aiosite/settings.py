@@ -106,7 +106,8 @@ class DatabaseSettings(Section):
     url: str = "sqlite+aiosqlite:///var/db.sqlite3"
     # PostgreSQL only: the schema the site's tables live in (its search_path);
     # `aiosite db migrate` creates it when missing.
-    schema_name: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # Lower case: PostgreSQL folds unquoted names, as in search_path, to lower case.
+    schema_name: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]*$")
     pool_size: int = Field(default=5, ge=1)
     max_overflow: int = Field(default=10, ge=0)
     # Seconds a request waits for a free pooled connection before a 503.
@@ -160,7 +161,7 @@ def normalize_database_url(value: str) -> str:
         raise ValueError(
             f"unknown database driver {scheme!r}; use sqlite+aiosqlite:// or postgresql+asyncpg://"
         ) from None
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is no number
         raise ValueError(f"cannot parse the database URL ({exc})") from None
     if not getattr(dialect, "is_async", False):
         raise ValueError(
@@ -176,7 +177,7 @@ def hide_password(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "(unparsable URL)"
 
 

@@ -42,7 +42,7 @@ MODELS = """
 ROUTES = """
     from aiohttp import web
     from sqlalchemy import select
-    from sqlalchemy.orm import selectinload
+    from sqlalchemy.orm import joinedload, selectinload
 
     from aiosite import Routes, db_session, get_or_404, json_response, paginate
 
@@ -72,6 +72,16 @@ ROUTES = """
             options=[selectinload(Label.items)],
         )
         return json_response({"code": found.code, "items": [i.slug for i in found.items]})
+
+
+    @routes.get("/labels", name="labels")
+    async def labels(request: web.Request) -> web.Response:
+        # joinedload of a collection: the rows repeat per item until made unique.
+        session = db_session(request)
+        joined = [joinedload(Label.items)]
+        page = await paginate(session, select(Label).options(*joined))
+        red = await get_or_404(session, Label, code="red", options=joined)
+        return json_response({"labels": [l.code for l in page], "red": len(red.items)})
 
 
     @routes.get("/label-by-code/{code}", name="label_by_code")
@@ -145,7 +155,9 @@ async def test_get_or_404_by_primary_key_and_by_filters(project: Path) -> None:
         label = await (await client.get("/items/label/red")).json()
         assert label == {"code": "red", "items": ["item-1"]}
         assert await (await client.get("/items/label-by-code/red")).json() == {"items": 1}
-        for path in ("/items/by-id/99", "/items/by-id/abc", "/items/by-slug/none"):
+        assert await (await client.get("/items/labels")).json() == {"labels": ["red"], "red": 1}
+        too_big = "/items/by-id/99999999999999999999"
+        for path in ("/items/by-id/99", "/items/by-id/abc", too_big, "/items/by-slug/none"):
             resp = await client.get(path, headers={"Accept": "application/json"})
             assert resp.status == 404, path
             body = await resp.json()

@@ -32,6 +32,8 @@ MODELS = """
 """
 
 ROUTES = """
+    import asyncio
+
     from aiohttp import web
     from sqlalchemy import func, select
 
@@ -66,6 +68,14 @@ ROUTES = """
         if outcome == "reject":
             raise web.HTTPBadRequest(text="rejected after writing")
         return json_response({"ok": True}, status=201)
+
+
+    @routes.get("/hold", name="hold")
+    async def hold(request: web.Request) -> web.Response:
+        # Keeps its pooled connection while it sleeps.
+        await db_session(request).execute(select(func.count()).select_from(Note))
+        await asyncio.sleep(float(request.query["seconds"]))
+        return web.Response(text="held")
 
 
     @routes.post("/add-unflushed", name="add_unflushed")
@@ -195,6 +205,48 @@ async def test_session_scope_outside_requests(
         assert await count_rows(client) == 1
 
 
+async def test_an_error_page_that_queries_gives_its_connection_back(
+    make_project: ProjectFactory, database: TestDatabase
+) -> None:
+    # The error page renders after the request's session has ended; a context
+    # processor that queries opens it again.
+    site_py = """
+        from sqlalchemy import func, select
+        from aiosite import db_session
+        from PKG.notes.models import Note
+
+        async def note_count(request):
+            count = select(func.count()).select_from(Note)
+            return {"notes": await db_session(request).scalar(count)}
+
+        context_processors = [note_count]
+    """
+    files = {**FILES, "PKG/site.py": site_py, "PKG/templates/404.html": "{{ notes }} notes"}
+    async with started(make_project(files, apps=["home", "notes"])) as client:
+        pool = database_of(client.app).engine.sync_engine.pool
+        for _ in range(3):
+            resp = await client.get("/no/such/page")
+            assert resp.status == 404
+            assert await resp.text() == "0 notes"
+        assert pool.checkedout() == 0
+
+
+async def test_a_request_that_waits_too_long_for_a_connection_gets_503(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIOSITE_DATABASE__POOL_SIZE", "1")
+    monkeypatch.setenv("AIOSITE_DATABASE__MAX_OVERFLOW", "0")
+    monkeypatch.setenv("AIOSITE_DATABASE__POOL_TIMEOUT", "0.2")
+    async with started(project) as client:
+        holder = asyncio.ensure_future(client.get("/notes/hold", params={"seconds": "1.5"}))
+        await asyncio.sleep(0.5)  # the holder has the only connection by now
+        resp = await client.get("/notes/count")
+        assert resp.status == 503
+        assert resp.headers["Retry-After"] == "5"
+        assert (await holder).status == 200
+        assert await count_rows(client) == 0  # the pool serves again
+
+
 async def test_an_unreachable_server_stops_the_start_naming_the_setting(
     make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -210,6 +262,19 @@ async def test_an_unreachable_server_stops_the_start_naming_the_setting(
     )
     assert "ConnectionRefusedError" in message
     assert "s3cret" not in message
+
+
+async def test_a_sqlite_file_that_cannot_be_made_stops_the_start(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIOSITE_DATABASE__URL", "sqlite:////proc/no-such-dir/db.sqlite3")
+    server = TestServer(load_site(make_project(), "test"))
+    with pytest.raises(ImproperlyConfigured) as info:
+        await server.start_server()
+    await server.close()
+    assert str(info.value).startswith(
+        "database.url: cannot connect to sqlite+aiosqlite:////proc/no-such-dir/db.sqlite3:"
+    )
 
 
 class TcpProxy:

@@ -209,9 +209,10 @@ def shell_command(url: URL, schema_name: str | None = None) -> tuple[list[str], 
         args += ["--dbname", url.database]
     if url.password is not None:
         env["PGPASSWORD"] = str(url.password)
+    # asyncpg's `ssl=true` means libpq's `require`; its other values are libpq's modes.
     sslmode = url.query.get("sslmode") or url.query.get("ssl")
     if isinstance(sslmode, str):
-        env["PGSSLMODE"] = sslmode
+        env["PGSSLMODE"] = {"true": "require", "false": "disable"}.get(sslmode.lower(), sslmode)
     if schema_name:
         env["PGOPTIONS"] = f"{env.get('PGOPTIONS', '')} -c search_path={schema_name}".strip()
     return args, env

@@ -6,6 +6,7 @@ scripts and tests build their own with ``Database(settings)`` and ``await db.dis
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
-from aiosite.exceptions import AiositeError, ImproperlyConfigured
+from aiosite.exceptions import AiositeError, ImproperlyConfigured, one_line
 from aiosite.keys import DATABASE, state_of
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.settings: DatabaseSettings = settings.database
+        self.debug = settings.debug.enabled
         self.url: URL = resolve_url(settings.database.url, settings.project_dir)
         self.engine: AsyncEngine = create_async_engine(self.url, **_engine_options(self))
         _install_connect_hooks(self)
@@ -71,7 +73,9 @@ class Database:
             try:
                 yield session
             except BaseException:
-                await session.rollback()
+                # A failed rollback (the connection is gone) must not hide the error.
+                with contextlib.suppress(Exception):
+                    await session.rollback()
                 raise
             await session.commit()
 
@@ -83,7 +87,7 @@ class Database:
         except (DatabaseUnavailable, DBAPIError) as exc:
             cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc.orig
             raise ImproperlyConfigured(
-                f"database.url: cannot connect to {self.safe_url}: {_describe(cause or exc)}"
+                f"database.url: cannot connect to {self.safe_url}: {one_line(cause or exc)}"
             ) from None
 
     async def create_schema(self) -> None:
@@ -135,7 +139,12 @@ def is_memory_sqlite(url: URL) -> bool:
 
 def _engine_options(database: Database) -> dict[str, Any]:
     settings = database.settings
-    options: dict[str, Any] = {"echo": settings.echo}
+    # Statement parameters stay out of exception messages (and so out of logs), since
+    # they may be passwords or personal data; the debug page may show them.
+    options: dict[str, Any] = {
+        "echo": settings.echo,
+        "hide_parameters": not database.debug,
+    }
     if database.dialect == "sqlite":
         # sqlite3's own wait for a locked database, in seconds.
         options["connect_args"] = {"timeout": settings.connect_timeout}
@@ -167,15 +176,15 @@ def _install_connect_hooks(database: Database) -> None:
 
     @event.listens_for(sync_engine, "do_connect")
     def _connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
-        if is_sqlite and not is_memory_sqlite(database.url) and database.url.database:
-            Path(database.url.database).parent.mkdir(parents=True, exist_ok=True)
         # Connection failures surface as many types (OSError, TimeoutError, driver
         # errors); one type lets the request layer answer 503 for exactly these.
         try:
+            if is_sqlite and not is_memory_sqlite(database.url) and database.url.database:
+                Path(database.url.database).parent.mkdir(parents=True, exist_ok=True)
             return dialect.connect(*cargs, **cparams)
         except Exception as exc:
             raise DatabaseUnavailable(
-                f"cannot connect to {database.safe_url}: {_describe(exc)}"
+                f"cannot connect to {database.safe_url}: {one_line(exc)}"
             ) from exc
 
     if is_sqlite:
@@ -190,8 +199,3 @@ def _install_connect_hooks(database: Database) -> None:
                 cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
-
-
-def _describe(exc: BaseException) -> str:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__

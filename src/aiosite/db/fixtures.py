@@ -23,7 +23,7 @@ from sqlalchemy import JSON, Column, Table, inspect, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import ColumnProperty, Mapper, RelationshipProperty, Session, selectinload
 
-from aiosite.db.models import Model, UtcDateTime, models_of, site_metadata
+from aiosite.db.models import Model, models_of, site_metadata
 from aiosite.exceptions import CommandError
 from aiosite.settings import yaml_error
 
@@ -305,8 +305,7 @@ def _coerce(where: str, name: str, value: Any, type_: TypeEngine[Any]) -> Any:
     if value is None or isinstance(type_, JSON):
         return value
     try:
-        # UtcDateTime, a TypeDecorator, does not say what it holds.
-        python_type = datetime if isinstance(type_, UtcDateTime) else type_.python_type
+        python_type = type_.python_type
     except NotImplementedError:
         return value
     converted = _convert(value, python_type, type_)

@@ -14,7 +14,7 @@ import concurrent.futures
 import os
 import sys
 from argparse import Namespace
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import StringIO
@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError
 from aiosite.apps import load_apps
 from aiosite.db.engine import Database, resolve_url
 from aiosite.db.models import UtcDateTime, site_metadata
-from aiosite.exceptions import CommandError
+from aiosite.exceptions import CommandError, one_line
 from aiosite.settings import ENV_VAR, load_settings
 
 if TYPE_CHECKING:
@@ -237,7 +237,7 @@ def _settings_for(script_dir: Path) -> Settings:
     return load_settings(script_dir.resolve().parent, os.environ.get(ENV_VAR))
 
 
-def _run_blocking(coroutine: Any) -> None:
+def _run_blocking(coroutine: Coroutine[Any, Any, None]) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -379,7 +379,7 @@ def _alembic_errors() -> Iterator[None]:
     except AlembicError as exc:
         raise CommandError(_translate(str(exc))) from None
     except DBAPIError as exc:
-        raise CommandError(f"the database refused a migration: {_first_line(exc.orig)}") from None
+        raise CommandError(f"the database refused a migration: {one_line(exc.orig)}") from None
 
 
 def _translate(message: str) -> str:
@@ -391,12 +391,6 @@ def _translate(message: str) -> str:
     if first.startswith("Relative revision") or "didn't produce" in first:
         return f"cannot move that far: {first}; `aiosite db history` lists the revisions"
     return f"alembic: {first}"
-
-
-def _first_line(value: object) -> str:
-    lines = str(value).strip().splitlines()
-    name = type(value).__name__
-    return f"{name}: {lines[0]}" if lines else name
 
 
 def _has_revisions(config: Config) -> bool:

@@ -89,7 +89,7 @@ class Model(AsyncAttrs, DeclarativeBase):
         state = inspect(self)
         mapper = state.mapper
         loaded = state.dict
-        keys = [column.key for column in mapper.primary_key if column.key is not None]
+        keys = [mapper.get_property_by_column(column).key for column in mapper.primary_key]
         keys += [
             attr.key for attr in mapper.column_attrs if attr.key not in keys and attr.key in loaded
         ][: _REPR_COLUMNS - 1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -15,6 +15,7 @@ T = TypeVar("T")
 M = TypeVar("M")
 
 DEFAULT_PER_PAGE = 20
+_BIGINT = 2**63
 # Page links shown on each side of the current page, and at either end.
 _AROUND = 2
 _ENDS = 1
@@ -37,14 +38,15 @@ async def get_or_404(
     text that does not convert means no such row, a 404 as well.
     """
     if (ident is None) == (not filters):
-        raise TypeError("get_or_404 takes a primary key or keyword filters, not both")
+        raise TypeError("get_or_404 takes a primary key or keyword filters (one of the two)")
     found: M | None
     if ident is not None:
         key = _coerce_key(model, ident)
         found = None if key is None else await session.get(model, key, options=options)
     else:
         statement = select(model).filter_by(**filters).options(*options)
-        found = (await session.execute(statement)).scalar_one_or_none()
+        # unique(): a joinedload of a collection repeats the row once per related row.
+        found = (await session.execute(statement)).unique().scalar_one_or_none()
     if found is None:
         raise web.HTTPNotFound(text=f"No {model.__name__} matches the given query.")
     return found
@@ -61,9 +63,13 @@ def _coerce_key(model: type[Any], ident: Any) -> Any:
     if python_type is str:
         return ident
     try:
-        return python_type(ident)
+        key = python_type(ident)
     except (TypeError, ValueError):
         return None
+    # A number the column cannot hold is no row either, not a driver error (a 500).
+    if isinstance(key, int) and not -_BIGINT <= key < _BIGINT:
+        return None
+    return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +128,7 @@ class Page(Generic[T]):
             previous = number
         return result
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[T]:
         return iter(self.items)
 
     def __len__(self) -> int:
@@ -151,6 +157,7 @@ async def paginate(
         raise web.HTTPNotFound(text=f"There is no page {number}; the last page is {pages}.")
     result = await session.execute(statement.limit(per_page).offset((number - 1) * per_page))
     single_entity = len(statement.column_descriptions) == 1
+    result = result.unique()  # see get_or_404
     items: Sequence[Any] = result.scalars().all() if single_entity else result.all()
     return Page(items=items, number=number, per_page=per_page, total=total)
 

@@ -19,6 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiosite.db.engine import DatabaseUnavailable, database_of
+from aiosite.exceptions import one_line
 from aiosite.keys import DB_SESSION
 
 logger = logging.getLogger("aiosite.db")
@@ -102,7 +103,7 @@ async def _close_quietly(session: AsyncSession) -> None:
 def _raise_as_http_error(exc: BaseException) -> None:
     """Raise the HTTP error a database failure means for the client; return otherwise."""
     if is_unavailable(exc):
-        logger.warning("database unavailable: %s", _first_line(exc))
+        logger.warning("database unavailable: %s", one_line(exc))
         raise web.HTTPServiceUnavailable(
             text="The database is unavailable; please try again shortly.",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
@@ -110,7 +111,7 @@ def _raise_as_http_error(exc: BaseException) -> None:
     if isinstance(exc, IntegrityError):
         # A duplicate or a dangling reference that the view did not check for, often a
         # race between two requests: the client's request conflicts with the data.
-        logger.warning("integrity error: %s", _first_line(exc))
+        logger.warning("integrity error: %s", one_line(exc), exc_info=exc)
         raise web.HTTPConflict(text="The request conflicts with existing data.") from exc
 
 
@@ -119,7 +120,3 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DatabaseUnavailable | PoolTimeoutError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

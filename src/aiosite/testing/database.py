@@ -21,14 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from aiosite.apps import load_apps
 from aiosite.db.engine import Database, DatabaseUnavailable
 from aiosite.db.models import site_metadata
-from aiosite.exceptions import ImproperlyConfigured
+from aiosite.exceptions import ImproperlyConfigured, one_line
 from aiosite.settings import Settings
 
 SQLITE_FILE = "test.sqlite3"
 MIGRATIONS_DIR = "migrations"
-# Alembic's record of the applied revision: emptying it would make the next
-# `migrate` try to recreate every table.
-KEPT_TABLES = frozenset({"alembic_version"})
 
 
 def isolated(settings: Settings, workdir: Path) -> Settings:
@@ -95,11 +92,7 @@ async def empty_tables(database: Database, metadata: MetaData) -> None:
         existing = await connection.run_sync(_table_names)
         # A model without a migration has no table; the test that uses it fails with
         # the database's own "no such table", not here.
-        tables = [
-            table
-            for table in metadata.sorted_tables
-            if table.name in existing and table.name not in KEPT_TABLES
-        ]
+        tables = [table for table in metadata.sorted_tables if table.name in existing]
         if not tables:
             return
         if database.dialect == "postgresql":
@@ -118,7 +111,7 @@ async def _create(settings: Settings) -> None:
             cause = (exc.orig if isinstance(exc, DBAPIError) else None) or exc
             raise ImproperlyConfigured(
                 f"database.url: cannot create the schema {settings.database.schema_name!r} "
-                f"on {database.safe_url}: {_first_line(cause)}"
+                f"on {database.safe_url}: {one_line(cause)}"
             ) from None
     finally:
         await database.dispose()
@@ -162,9 +155,3 @@ async def _delete_sqlite(connection: AsyncConnection, tables: list[Table]) -> No
     )
     if sequence.first() is not None:
         await connection.execute(text("DELETE FROM sqlite_sequence"))
-
-
-def _first_line(exc: BaseException) -> str:
-    message = str(exc).strip()
-    first = message.splitlines()[0] if message else ""
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

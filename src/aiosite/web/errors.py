@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from aiosite.keys import ROUTES, SETTINGS, TEMPLATES
+from aiosite.keys import DB_SESSION, ROUTES, SETTINGS, TEMPLATES
 from aiosite.web.request_id import HEADER, RequestIdFactory, request_id_for
 from aiosite.web.responses import json_response
 
@@ -45,11 +45,13 @@ def core_middleware() -> Middleware:
                 exc.headers[HEADER] = request_id
                 raise
             response = await error_response(request, exc.status, exc)
+            await _close_late_session(request)
         except Exception as exc:
             logger.exception(
                 "Unhandled %s in %s %s", type(exc).__name__, request.method, request.path
             )
             response = await server_error_response(request, exc)
+            await _close_late_session(request)
         # Set here rather than in on_response_prepare, whose receiver costs as much per
         # request as this whole middleware; a handler that prepares its own stream sets
         # it itself (docs/errors-and-logging.md).
@@ -58,6 +60,15 @@ def core_middleware() -> Middleware:
         return response
 
     return aiosite_core
+
+
+async def _close_late_session(request: web.Request) -> None:
+    # The error page renders after the database middleware has ended the request's
+    # session; a context processor that queries (a menu, say) opens it again, and only
+    # this middleware is left to give its connection back to the pool.
+    session = request.get(DB_SESSION)
+    if session is not None:
+        await session.close()
 
 
 def wants_json(request: web.Request) -> bool:
