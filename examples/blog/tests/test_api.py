@@ -115,7 +115,13 @@ async def test_missing_or_draft_or_non_numeric_ids_are_json_404s(
     client: Client, add_posts: AddPosts
 ) -> None:
     (draft,) = await add_posts(1, published=False)
-    for path in (f"/api/posts/{draft.id}", "/api/posts/999", "/api/posts/abc", "/api/nothing"):
+    for path in (
+        f"/api/posts/{draft.id}",
+        "/api/posts/999",
+        "/api/posts/abc",
+        "/api/posts/99999999999",
+        "/api/nothing",
+    ):
         error = await get_json(client, path, status=404)
         assert error["error"]["status"] == 404, path
         assert error["error"]["reason"] == "Not Found"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from aiohttp import web
-from sqlalchemy import Select, func, inspect, select
+from sqlalchemy import BigInteger, Integer, Select, SmallInteger, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.interfaces import ORMOption
 
@@ -15,7 +15,7 @@ T = TypeVar("T")
 M = TypeVar("M")
 
 DEFAULT_PER_PAGE = 20
-_BIGINT = 2**63
+_INTEGER_BITS = {SmallInteger: 16, Integer: 32, BigInteger: 64}
 # Page links shown on each side of the current page, and at either end.
 _AROUND = 2
 _ENDS = 1
@@ -67,8 +67,10 @@ def _coerce_key(model: type[Any], ident: Any) -> Any:
     except (TypeError, ValueError):
         return None
     # A number the column cannot hold is no row either, not a driver error (a 500).
-    if isinstance(key, int) and not -_BIGINT <= key < _BIGINT:
-        return None
+    if isinstance(key, int) and isinstance(columns[0].type, Integer):
+        bits = _INTEGER_BITS.get(type(columns[0].type), 32)
+        if not -(2 ** (bits - 1)) <= key < 2 ** (bits - 1):
+            return None
     return key
 
 

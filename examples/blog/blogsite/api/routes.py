@@ -7,4 +7,5 @@ from . import views
 routes = Routes()
 routes.get("/posts", views.posts, name="posts")
 # Only digits match: /api/posts/abc is a JSON 404 like any unknown address under /api.
-routes.get(r"/posts/{id:\d+}", views.post, name="post")
+# At most 9 digits: every such id fits a 32-bit integer column; a longer one is a 404.
+routes.get(r"/posts/{id:\d{1,9}}", views.post, name="post")
