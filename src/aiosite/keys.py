@@ -6,7 +6,7 @@ State hangs on the application (``web.AppKey``) or on the request
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -22,6 +22,14 @@ if TYPE_CHECKING:
     from aiosite.web.static import StaticFiles
     from aiosite.web.templates import Templates
 
+# Ends what a battery opened for one request (the database session's transaction). The
+# core middleware calls it once the handler is done, with what the handler raised (None
+# when it returned): committing work for a response, rolling back for an error.
+RequestFinalizer = Callable[[BaseException | None], Awaitable[None]]
+# The HTTP error an exception a battery knows means for the client (a database that is
+# down: 503), or None; asked by the core middleware before it answers 500.
+ErrorTranslator = Callable[[BaseException], web.HTTPException | None]
+
 SETTINGS: web.AppKey[Settings] = web.AppKey("aiosite.settings")
 APPS: web.AppKey[AppRegistry] = web.AppKey("aiosite.apps")
 TEMPLATES: web.AppKey[Templates] = web.AppKey("aiosite.templates")
@@ -30,10 +38,14 @@ URLS: web.AppKey[UrlReverser] = web.AppKey("aiosite.urls")
 ROUTES: web.AppKey[SiteRoutes] = web.AppKey("aiosite.routes")
 BLOCK_DETECTOR: web.AppKey[BlockDetector] = web.AppKey("aiosite.block_detector")
 DATABASE: web.AppKey[Database] = web.AppKey("aiosite.database")
+ERROR_TRANSLATORS: web.AppKey[list[ErrorTranslator]] = web.AppKey("aiosite.error_translators")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("aiosite.request_id")
 # The request's database session, created by the first db_session(request) call.
 DB_SESSION: web.RequestKey[AsyncSession] = web.RequestKey("aiosite.db_session")
+REQUEST_FINALIZERS: web.RequestKey[list[RequestFinalizer]] = web.RequestKey(
+    "aiosite.request_finalizers"
+)
 
 
 def state_of(target: web.Request | web.Application) -> Mapping[Any, Any]:
@@ -45,3 +57,12 @@ def settings_of(target: web.Request | web.Application) -> Settings:
     """The site's settings, from a request or the application."""
     settings: Settings = state_of(target)[SETTINGS]
     return settings
+
+
+def add_request_finalizer(request: web.Request, finalizer: RequestFinalizer) -> None:
+    """Have the core middleware call ``finalizer`` when the request's handler is done."""
+    finalizers = request.get(REQUEST_FINALIZERS)
+    if finalizers is None:
+        request[REQUEST_FINALIZERS] = [finalizer]
+    else:
+        finalizers.append(finalizer)

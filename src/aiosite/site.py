@@ -8,7 +8,6 @@ from aiohttp import web
 
 from aiosite import db, debug
 from aiosite.apps import ensure_importable, load_apps
-from aiosite.db.sessions import session_middleware
 from aiosite.keys import APPS, ROUTES, SETTINGS
 from aiosite.settings import Settings, load_settings
 from aiosite.web import routing, static, templates
@@ -22,9 +21,7 @@ def create_site(settings: Settings) -> web.Application:
     startup, after which nothing adds routes, keys or middlewares.
     """
     registry = load_apps(settings)
-    # The database middleware sits inside the error pages (a rollback happens before the
-    # error page renders) and outside the project's own, which may use the session.
-    middlewares = [core_middleware(), session_middleware(), *registry.project.middlewares]
+    middlewares = [core_middleware(), *registry.project.middlewares]
     app = web.Application(middlewares=middlewares, client_max_size=settings.server.client_max_size)
     app[SETTINGS] = settings
     app[APPS] = registry

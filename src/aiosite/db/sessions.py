@@ -2,25 +2,25 @@
 
 ``db_session(request)`` creates the session the first time a request asks for it; the
 session takes a pooled connection only when it first runs a query. A request that never
-asks pays one dictionary lookup. The middleware ends the transaction the handler began:
-commit when it returns (or raises a redirect or other non-error HTTP exception),
-rollback when it raises, and always close.
+asks pays nothing. The session registers a request finalizer, which the core middleware
+calls when the handler is done: commit when it returned (or raised a redirect or other
+non-error HTTP exception), rollback when it raised, and always close.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiosite.db.engine import DatabaseUnavailable, database_of
 from aiosite.exceptions import one_line
-from aiosite.keys import DB_SESSION
+from aiosite.keys import DB_SESSION, add_request_finalizer
 
 logger = logging.getLogger("aiosite.db")
 
@@ -34,6 +34,7 @@ def db_session(request: web.Request) -> AsyncSession:
     if session is None:
         session = database_of(request).sessionmaker()
         request[DB_SESSION] = session
+        add_request_finalizer(request, functools.partial(_finish, request, session))
     return session
 
 
@@ -46,38 +47,16 @@ def session_scope(
     return database_of(target).transaction()
 
 
-def session_middleware() -> Middleware:
-    @web.middleware
-    async def aiosite_db(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            session = request.get(DB_SESSION)
-            if session is not None:
-                await _finish(session, commit=exc.status < 400)
-            raise
-        except BaseException as exc:
-            session = request.get(DB_SESSION)
-            if session is not None:
-                await _finish(session, commit=False)
-            _raise_as_http_error(exc)
-            raise
-        session = request.get(DB_SESSION)
-        if session is not None:
-            await _finish(session, commit=True)
-        return response
-
-    return aiosite_db
-
-
-async def _finish(session: AsyncSession, *, commit: bool) -> None:
+async def _finish(request: web.Request, session: AsyncSession, exc: BaseException | None) -> None:
+    # A db_session() call after this one (an error page's context processor) opens a
+    # new session, with a finalizer of its own.
+    del request[DB_SESSION]
     try:
-        if commit:
+        if exc is None or (isinstance(exc, web.HTTPException) and exc.status < 400):
             try:
                 await session.commit()
-            except BaseException as exc:
+            except BaseException:
                 await _rollback_quietly(session)
-                _raise_as_http_error(exc)
                 raise
         else:
             await _rollback_quietly(session)
@@ -100,19 +79,20 @@ async def _close_quietly(session: AsyncSession) -> None:
         logger.debug("closing the session failed", exc_info=True)
 
 
-def _raise_as_http_error(exc: BaseException) -> None:
-    """Raise the HTTP error a database failure means for the client; return otherwise."""
+def translate_error(exc: BaseException) -> web.HTTPException | None:
+    """The HTTP error a database failure means for the client (an ``ErrorTranslator``)."""
     if is_unavailable(exc):
         logger.warning("database unavailable: %s", one_line(exc))
-        raise web.HTTPServiceUnavailable(
+        return web.HTTPServiceUnavailable(
             text="The database is unavailable; please try again shortly.",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
-        ) from exc
+        )
     if isinstance(exc, IntegrityError):
         # A duplicate or a dangling reference that the view did not check for, often a
         # race between two requests: the client's request conflicts with the data.
         logger.warning("integrity error: %s", one_line(exc), exc_info=exc)
-        raise web.HTTPConflict(text="The request conflicts with existing data.") from exc
+        return web.HTTPConflict(text="The request conflicts with existing data.")
+    return None
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -1,8 +1,10 @@
 """Error pages: 4xx/5xx rendered from overridable templates, or JSON for API clients.
 
-One middleware does the per-request work aiosite always needs (a request id, turning
-exceptions into pages); it allocates nothing and awaits nothing beyond the handler when
-the handler succeeds.
+One middleware does the per-request work aiosite always needs (a request id, ending
+what batteries opened for the request, turning exceptions into pages); when the handler
+succeeds and opened nothing it allocates nothing and awaits nothing beyond the handler.
+Batteries hook in through keys, not middlewares of their own: a request finalizer
+(``keys.add_request_finalizer``) and an error translator (``keys.ERROR_TRANSLATORS``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from aiosite.keys import DB_SESSION, ROUTES, SETTINGS, TEMPLATES
+from aiosite.keys import ERROR_TRANSLATORS, REQUEST_FINALIZERS, ROUTES, SETTINGS, TEMPLATES
 from aiosite.web.request_id import HEADER, RequestIdFactory, request_id_for
 from aiosite.web.responses import json_response
 
@@ -40,18 +42,27 @@ def core_middleware() -> Middleware:
         request_id = request_id_for(request, new_id)
         try:
             response = await handler(request)
+            if REQUEST_FINALIZERS in request:
+                await finish_request(request, None)  # a failed commit lands below
         except web.HTTPException as exc:
-            if exc.status < 400 or exc.content_type == "application/json":
-                exc.headers[HEADER] = request_id
-                raise
-            response = await error_response(request, exc.status, exc)
-            await _close_late_session(request)
+            try:
+                await finish_request(request, exc)  # a redirect commits, an error does not
+            except Exception as failure:
+                response = await exception_response(request, failure)
+            else:
+                if exc.status < 400 or exc.content_type == "application/json":
+                    exc.headers[HEADER] = request_id
+                    raise
+                response = await error_response(request, exc.status, exc)
+            # Whatever rendering the page opened (a context processor's query).
+            await finish_request(request, exc)
         except Exception as exc:
-            logger.exception(
-                "Unhandled %s in %s %s", type(exc).__name__, request.method, request.path
-            )
-            response = await server_error_response(request, exc)
-            await _close_late_session(request)
+            await finish_request(request, exc)
+            response = await exception_response(request, exc)
+            await finish_request(request, exc)
+        except BaseException as exc:  # cancelled: give back what the handler held
+            await finish_request(request, exc)
+            raise
         # Set here rather than in on_response_prepare, whose receiver costs as much per
         # request as this whole middleware; a handler that prepares its own stream sets
         # it itself (docs/errors-and-logging.md).
@@ -62,13 +73,36 @@ def core_middleware() -> Middleware:
     return aiosite_core
 
 
-async def _close_late_session(request: web.Request) -> None:
-    # The error page renders after the database middleware has ended the request's
-    # session; a context processor that queries (a menu, say) opens it again, and only
-    # this middleware is left to give its connection back to the pool.
-    session = request.get(DB_SESSION)
-    if session is not None:
-        await session.close()
+async def finish_request(request: web.Request, exc: BaseException | None) -> None:
+    """Run (once) the finalizers batteries registered for the request.
+
+    Every finalizer runs, even after one fails; the first failure is raised after.
+    """
+    finalizers = request.get(REQUEST_FINALIZERS)
+    if not finalizers:
+        return
+    del request[REQUEST_FINALIZERS]
+    failure: Exception | None = None
+    for finalizer in finalizers:
+        try:
+            await finalizer(exc)
+        except Exception as error:
+            failure = failure or error
+    if failure is not None:
+        raise failure
+
+
+async def exception_response(request: web.Request, exc: BaseException) -> web.Response:
+    """The answer to an exception no handler caught: the HTTP error a battery translates
+    it to (503 for a database that is down), else a logged 500."""
+    for translate in request.config_dict.get(ERROR_TRANSLATORS, ()):
+        translated = translate(exc)
+        if translated is not None:
+            return await error_response(request, translated.status, translated)
+    logger.error(
+        "Unhandled %s in %s %s", type(exc).__name__, request.method, request.path, exc_info=exc
+    )
+    return await server_error_response(request, exc)
 
 
 def wants_json(request: web.Request) -> bool:
