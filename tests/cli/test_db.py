@@ -66,7 +66,7 @@ def project(make_project: ProjectFactory, database: TestDatabase) -> Path:
 
 
 def revision_in(out: str) -> str:
-    found = re.search(r"-(\w+)_posts\.py", out)
+    found = re.search(r"-([0-9a-f]+)_\w+\.py", out)
     assert found, out
     return found.group(1)
 
@@ -154,6 +154,16 @@ def test_unknown_revision(project: Path, run: Run) -> None:
             "Can't locate revision identified by 'f00ba4'",
             "`aiosite db history`",
         )
+
+
+def test_makemigrations_empty_writes_a_migration_without_comparing(project: Path, run: Run) -> None:
+    made = run(project, "db", "makemigrations", "--empty", "-m", "data fix")
+    assert made.code == 0, made.err
+    written = project / made.out.split()[1]
+    assert "def upgrade() -> None:\n    pass" in written.read_text()
+    migrated = run(project, "db", "migrate")
+    assert migrated.out == f"Applied {revision_in(made.out)}  data fix\n"
+    assert run(project, "db", "check").code == 1  # the models still need a migration
 
 
 def test_migrate_sql_prints_and_runs_nothing(project: Path, run: Run) -> None:

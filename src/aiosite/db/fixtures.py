@@ -23,7 +23,7 @@ from sqlalchemy import JSON, Column, Table, inspect, select, text
 from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import ColumnProperty, Mapper, RelationshipProperty, Session, selectinload
 
-from aiosite.db.models import Model, models_of, site_metadata
+from aiosite.db.models import Model, models_of, short_repr, site_metadata
 from aiosite.exceptions import CommandError
 from aiosite.settings import yaml_error
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from aiosite.db.engine import Database
 
 SUFFIXES = (".yaml", ".yml", ".json")
-_SHOWN = 40
 _CHUNK = 500
 
 
@@ -235,7 +234,7 @@ def _rows(source: str, key: str, mapper: Mapper[Any], rows: Any) -> list[_Row]:
             _coerce(where, prop.key, raw[prop.key], _column(columns[prop.key]).type)
             for prop in pk_props
         )
-        pk_text = ", ".join(f"{p.key}={_short(v)}" for p, v in zip(pk_props, pk, strict=True))
+        pk_text = ", ".join(f"{p.key}={short_repr(v)}" for p, v in zip(pk_props, pk, strict=True))
         row = _Row(source, key, number, pk, pk_text, {}, {})
         for raw_name, value in raw.items():
             name = str(raw_name)
@@ -277,7 +276,7 @@ def _related_keys(where: str, relation: RelationshipProperty[Any], value: Any) -
         if len(parts) != len(types) or any(part is None for part in parts):
             raise FixtureError(
                 f"{where}: {relation.key}: expected a primary key of "
-                f"{target.class_.__name__}, got {_short(item)}"
+                f"{target.class_.__name__}, got {short_repr(item)}"
             )
         return tuple(
             _coerce(where, relation.key, part, type_)
@@ -293,7 +292,7 @@ def _related_keys(where: str, relation: RelationshipProperty[Any], value: Any) -
         keys = [one(item) for item in value]
         repeated = [key for i, key in enumerate(keys) if key in keys[:i]]
         if repeated:
-            shown = ", ".join(_short(part) for part in repeated[0])
+            shown = ", ".join(short_repr(part) for part in repeated[0])
             raise FixtureError(f"{where}: {relation.key}: {shown} is listed twice")
         return keys
     return None if value is None else one(value)
@@ -312,7 +311,7 @@ def _coerce(where: str, name: str, value: Any, type_: TypeEngine[Any]) -> Any:
     if converted is _WRONG:
         raise FixtureError(
             f"{where}: {name}: expected {_describe_type(python_type)}, "
-            f"got {_type_name(value)} {_short(value)}"
+            f"got {_type_name(value)} {short_repr(value)}"
         )
     return converted
 
@@ -547,7 +546,7 @@ def _relate(session: Session, plan: _Plan, row: _Row, obj: Any, name: str, keys:
     def fetch(pk: tuple[Any, ...]) -> Any:
         related = session.get(target, pk if len(pk) > 1 else pk[0])
         if related is None:
-            shown = ", ".join(_short(part) for part in pk)
+            shown = ", ".join(short_repr(part) for part in pk)
             raise FixtureError(f"{row.where}: {name}: no {target_name} with primary key {shown}")
         return related
 
@@ -600,8 +599,3 @@ def _suggest(name: str, candidates: Sequence[str]) -> str:
 def _type_name(value: Any) -> str:
     names = {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}
     return names.get(type(value), type(value).__name__)
-
-
-def _short(value: Any) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= _SHOWN else shown[: _SHOWN - 1] + "…"

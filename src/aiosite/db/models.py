@@ -93,7 +93,7 @@ class Model(AsyncAttrs, DeclarativeBase):
         keys += [
             attr.key for attr in mapper.column_attrs if attr.key not in keys and attr.key in loaded
         ][: _REPR_COLUMNS - 1]
-        parts = [f"{key}={_short(loaded.get(key))}" for key in keys]
+        parts = [f"{key}={short_repr(loaded.get(key))}" for key in keys]
         return f"<{type(self).__name__} {' '.join(parts)}>"
 
 
@@ -111,7 +111,8 @@ class Timestamped:
     )
 
 
-def _short(value: object) -> str:
+def short_repr(value: object) -> str:
+    """``repr(value)`` cut to a length that fits in a one-line message."""
     text = repr(value)
     return text if len(text) <= _REPR_TEXT else text[: _REPR_TEXT - 1] + "…"
 
