@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from aiosite.apps import load_apps
-from aiosite.cli.context import CliState
+from aiosite.cli.context import CliState, shown_path
 from aiosite.db.engine import Database, is_memory_sqlite, resolve_url
 from aiosite.exceptions import CommandError
 from aiosite.scaffold import create_migrations
@@ -55,19 +55,12 @@ def _settings(ctx: typer.Context) -> Settings:
     return state.settings()
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 @db.command("init")
 def init(ctx: typer.Context) -> None:
     """Write the migrations/ folder into a project that has none."""
     state: CliState = ctx.obj
     target = create_migrations(state.project_dir())
-    typer.echo(f"Created {_shown(target)}/; next: aiosite db makemigrations -m initial")
+    typer.echo(f"Created {shown_path(target)}/; next: aiosite db makemigrations -m initial")
 
 
 @db.command("makemigrations")
@@ -89,7 +82,7 @@ def makemigrations(
     if path is None:
         typer.echo("No changes detected.")
         return
-    typer.echo(f"Created {_shown(path)}\nReview it, then apply it with `aiosite db migrate`.")
+    typer.echo(f"Created {shown_path(path)}\nReview it, then apply it with `aiosite db migrate`.")
 
 
 @db.command("migrate")

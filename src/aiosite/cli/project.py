@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from aiosite.cli.context import CliState
+from aiosite.cli.context import CliState, shown_path
 from aiosite.exceptions import CommandError
 from aiosite.scaffold import check_project_name, create_app, create_project
 
@@ -28,7 +27,7 @@ def new(
     """Create a new project: settings, a package with its first app, and passing tests."""
     check_project_name(name)
     target = create_project(name, directory if directory is not None else Path(name))
-    shown = _shown(target)
+    shown = shown_path(target)
     typer.echo(f"Created the project {name!r} in {shown}/\n\nNext steps:")
     if target != Path.cwd().resolve():
         typer.echo(f"  cd {shown}")
@@ -58,7 +57,7 @@ def startapp(
         )
     app_dir = create_app(project_dir, package, name, listed=settings.apps)
     typer.echo(
-        f"Created the app {name!r} in {_shown(app_dir)}/ and added {package}.{name} to apps: "
+        f"Created the app {name!r} in {shown_path(app_dir)}/ and added {package}.{name} to apps: "
         f"in config/default.yaml.\nIts index page is served at /{name}/ (route {name}:index)."
     )
     _warn_if_overridden(project_dir)
@@ -76,13 +75,3 @@ def _warn_if_overridden(project_dir: Path) -> None:
                 "default.yaml; add the app there too",
                 err=True,
             )
-
-
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory when it is below it."""
-    resolved = path.resolve()
-    try:
-        relative = resolved.relative_to(Path.cwd().resolve())
-    except ValueError:
-        return str(path)
-    return str(relative) if str(relative) != "." else os.curdir
