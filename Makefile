@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DEMO_DIR ?= examples/blog
 AIOSITE := $(abspath $(BIN))/aiosite
 
-.PHONY: install demo test lint format typecheck layers pytest clean
+.PHONY: install demo test lint format typecheck layers pytest bench bench-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,9 @@ demo: $(STAMP)
 	cd $(DEMO_DIR) && $(AIOSITE) db seed blogsite/blog/fixtures/demo.yaml
 	cd $(DEMO_DIR) && $(AIOSITE) run --host $(HOST) --port $(PORT)
 
-## Lint, type-check, check the layers and run the whole test suite with coverage.
-test: lint typecheck layers pytest
+## Lint, type-check, check the layers, run the whole test suite with coverage, and check
+## every benchmark implementation against TechEmpower's rules (no load).
+test: lint typecheck layers pytest bench-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
@@ -48,9 +49,17 @@ pytest: $(STAMP)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
+## TechEmpower's six tests: aiosite against aiohttp, FastAPI and Django (bench/README.md).
+## QUICK=1 for one 3-second round; SERVERS="aiosite aiohttp-tuned", TESTS="json db".
+bench:
+	$(MAKE) -C bench bench
+
+bench-check:
+	$(MAKE) -C bench check
+
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench examples
 	$(BIN)/ruff format src tests bench examples
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache
+	rm -rf $(VENV) bench/.venv .coverage .coverage.* .mypy_cache .ruff_cache

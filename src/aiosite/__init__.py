@@ -5,8 +5,8 @@ The curated public API; everything else is an implementation detail.
 
 from aiosite.apps import App as App
 from aiosite.db.engine import Database as Database
-from aiosite.db.engine import DatabaseUnavailable as DatabaseUnavailable
 from aiosite.db.engine import database_of as database_of
+from aiosite.db.fast import Prepared as Prepared
 from aiosite.db.models import Model as Model
 from aiosite.db.models import Timestamped as Timestamped
 from aiosite.db.models import UtcDateTime as UtcDateTime
@@ -14,9 +14,11 @@ from aiosite.db.queries import Page as Page
 from aiosite.db.queries import get_or_404 as get_or_404
 from aiosite.db.queries import paginate as paginate
 from aiosite.db.sessions import db_session as db_session
+from aiosite.db.sessions import fast_path as fast_path
 from aiosite.db.sessions import session_scope as session_scope
 from aiosite.exceptions import AiositeError as AiositeError
 from aiosite.exceptions import CommandError as CommandError
+from aiosite.exceptions import DatabaseUnavailable as DatabaseUnavailable
 from aiosite.exceptions import ImproperlyConfigured as ImproperlyConfigured
 from aiosite.exceptions import MissingDependency as MissingDependency
 from aiosite.exceptions import NoReverseMatch as NoReverseMatch
@@ -54,6 +56,7 @@ __all__ = [
     "Model",
     "NoReverseMatch",
     "Page",
+    "Prepared",
     "Routes",
     "Settings",
     "Timestamped",
@@ -62,6 +65,7 @@ __all__ = [
     "create_site",
     "database_of",
     "db_session",
+    "fast_path",
     "get_or_404",
     "json_response",
     "load_settings",

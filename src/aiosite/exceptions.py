@@ -23,6 +23,10 @@ class MissingDependency(ImproperlyConfigured):
         super().__init__(f"{feature} needs the package {package!r}: {hint}")
 
 
+class DatabaseUnavailable(AiositeError):
+    """A database connection could not be made (server down, refused, timed out)."""
+
+
 class CommandError(AiositeError):
     """A CLI command cannot do what was asked; printed as one line, exit status 2."""
 

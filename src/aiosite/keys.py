@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from aiosite.db.engine import Database
     from aiosite.debug.blocking import BlockDetector
     from aiosite.settings import Settings
+    from aiosite.web.errors import Core
     from aiosite.web.routing import SiteRoutes, UrlReverser
     from aiosite.web.static import StaticFiles
     from aiosite.web.templates import Templates
@@ -31,6 +32,8 @@ RequestFinalizer = Callable[[BaseException | None], Awaitable[None]]
 ErrorTranslator = Callable[[BaseException], web.HTTPException | None]
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("aiosite.settings")
+# The per-request core (request ids, finalizers, error pages) around every handler.
+CORE: web.AppKey[Core] = web.AppKey("aiosite.core")
 APPS: web.AppKey[AppRegistry] = web.AppKey("aiosite.apps")
 TEMPLATES: web.AppKey[Templates] = web.AppKey("aiosite.templates")
 STATIC_FILES: web.AppKey[StaticFiles] = web.AppKey("aiosite.static")

@@ -8,10 +8,10 @@ from aiohttp import web
 
 from aiosite import db, debug
 from aiosite.apps import ensure_importable, load_apps
-from aiosite.keys import APPS, ROUTES, SETTINGS
+from aiosite.keys import APPS, CORE, ROUTES, SETTINGS
 from aiosite.settings import Settings, load_settings
 from aiosite.web import routing, static, templates
-from aiosite.web.errors import core_middleware
+from aiosite.web.errors import Core
 
 
 def create_site(settings: Settings) -> web.Application:
@@ -21,8 +21,10 @@ def create_site(settings: Settings) -> web.Application:
     startup, after which nothing adds routes, keys or middlewares.
     """
     registry = load_apps(settings)
-    middlewares = [core_middleware(), *registry.project.middlewares]
-    app = web.Application(middlewares=middlewares, client_max_size=settings.server.client_max_size)
+    app = web.Application(
+        middlewares=registry.project.middlewares, client_max_size=settings.server.client_max_size
+    )
+    app[CORE] = core = Core()
     app[SETTINGS] = settings
     app[APPS] = registry
     routing.setup(app)
@@ -36,6 +38,9 @@ def create_site(settings: Settings) -> web.Application:
             loaded.config.setup(app)
     if registry.project.setup is not None:
         registry.project.setup(app)
+    # At startup, when whatever else sets the application up has added its routes and
+    # middlewares too.
+    app.on_startup.append(core.startup)
     return app
 
 

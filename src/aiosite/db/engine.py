@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
-from aiosite.exceptions import AiositeError, ImproperlyConfigured, one_line
+from aiosite.db.fast import FastPath
+from aiosite.exceptions import DatabaseUnavailable, ImproperlyConfigured, one_line
 from aiosite.keys import DATABASE, state_of
 
 if TYPE_CHECKING:
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from aiosite.settings import DatabaseSettings, Settings
-
-
-class DatabaseUnavailable(AiositeError):
-    """A new database connection could not be made (server down, refused, timed out)."""
 
 
 class Database:
@@ -51,6 +48,8 @@ class Database:
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, expire_on_commit=False
         )
+        # Hot queries on the driver connection (its PostgreSQL pool opens on first use).
+        self.fast = FastPath(self)
 
     @property
     def dialect(self) -> str:
@@ -105,6 +104,7 @@ class Database:
                 await connection.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
 
     async def dispose(self) -> None:
+        await self.fast.close()
         await self.engine.dispose()
 
 

@@ -13,13 +13,15 @@ import functools
 import logging
 from contextlib import AbstractAsyncContextManager
 
+import asyncpg
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aiosite.db.engine import DatabaseUnavailable, database_of
-from aiosite.exceptions import one_line
+from aiosite.db.engine import database_of
+from aiosite.db.fast import FastPath
+from aiosite.exceptions import DatabaseUnavailable, one_line
 from aiosite.keys import DB_SESSION, add_request_finalizer
 
 logger = logging.getLogger("aiosite.db")
@@ -36,6 +38,12 @@ def db_session(request: web.Request) -> AsyncSession:
         request[DB_SESSION] = session
         add_request_finalizer(request, functools.partial(_finish, request, session))
     return session
+
+
+def fast_path(target: web.Request | web.Application) -> FastPath:
+    """The site database's fast path (docs/performance.md), e.g.
+    ``row = await fast_path(request).fetch_one(WORLD_BY_ID, id=5)``."""
+    return database_of(target).fast
 
 
 def session_scope(
@@ -79,6 +87,17 @@ async def _close_quietly(session: AsyncSession) -> None:
         logger.debug("closing the session failed", exc_info=True)
 
 
+# Connection failures: ours, the pool's, and the fast path's, which asyncpg raises itself
+# (a connection lost in the middle of a query, a server shutting down or starting up).
+_UNAVAILABLE = (
+    DatabaseUnavailable,
+    PoolTimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+
+
 def translate_error(exc: BaseException) -> web.HTTPException | None:
     """The HTTP error a database failure means for the client (an ``ErrorTranslator``)."""
     if is_unavailable(exc):
@@ -87,7 +106,7 @@ def translate_error(exc: BaseException) -> web.HTTPException | None:
             text="The database is unavailable; please try again shortly.",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
-    if isinstance(exc, IntegrityError):
+    if isinstance(exc, IntegrityError | asyncpg.IntegrityConstraintViolationError):
         # A duplicate or a dangling reference that the view did not check for, often a
         # race between two requests: the client's request conflicts with the data.
         logger.warning("integrity error: %s", one_line(exc), exc_info=exc)
@@ -97,6 +116,6 @@ def translate_error(exc: BaseException) -> web.HTTPException | None:
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database cannot be reached (not a bad query)."""
-    if isinstance(exc, DatabaseUnavailable | PoolTimeoutError):
+    if isinstance(exc, _UNAVAILABLE):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated

@@ -19,9 +19,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aiosite.apps import load_apps
-from aiosite.db.engine import Database, DatabaseUnavailable
+from aiosite.db.engine import Database
 from aiosite.db.models import site_metadata
-from aiosite.exceptions import ImproperlyConfigured, one_line
+from aiosite.exceptions import DatabaseUnavailable, ImproperlyConfigured, one_line
 from aiosite.settings import Settings
 
 SQLITE_FILE = "test.sqlite3"

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+from yarl import URL
 
 from aiosite.keys import ERROR_TRANSLATORS, REQUEST_FINALIZERS, ROUTES, SETTINGS, TEMPLATES
 from aiosite.web.request_id import HEADER, RequestIdFactory, request_id_for
@@ -34,12 +35,42 @@ _SECRET_NAME = re.compile(r"pass|secret|token|key|auth|cookie|session|csrf|signa
 _DROPPED_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH, hdrs.CONTENT_ENCODING})
 
 
-def core_middleware() -> Middleware:
-    new_id = RequestIdFactory()
+class Core:
+    """The per-request work aiosite always does, run around every handler.
 
-    @web.middleware
-    async def aiosite_core(request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request_id_for(request, new_id)
+    Not an aiohttp middleware by default: as soon as an application has one middleware,
+    aiohttp runs every request through its middleware chain (a wrapper of its own, a
+    chain lookup, a partial per layer), which costs about a tenth of a hello-world
+    request. Instead ``wrap`` puts the core logic around each handler aiosite mounts
+    (routes, static files) and a fallback resource answers what matches no route.
+
+    When the site has middlewares (the project's, an extension's) or routes that
+    aiosite did not mount (``app.router.add_get`` in a setup hook, a sub-application),
+    ``startup`` turns the core into the outermost middleware instead, and the wrapped
+    handlers step aside: every request then passes through it exactly once.
+    """
+
+    def __init__(self) -> None:
+        self.new_id = RequestIdFactory()
+        self.outer = False
+        self._wrapped: set[Handler] = set()
+
+    def wrap(self, handler: Handler | type[web.View]) -> Handler:
+        """``handler`` with the core logic around it (for a route aiosite adds)."""
+        # A class-based view is awaited like a handler's coroutine; typed as one here.
+        inner = cast(Handler, handler)
+
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            if self.outer:
+                return await inner(request)
+            return await self.serve(request, inner)
+
+        endpoint.__wrapped__ = handler  # type: ignore[attr-defined]
+        self._wrapped.add(endpoint)
+        return endpoint
+
+    async def serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request_id_for(request, self.new_id)
         try:
             response = await handler(request)
             if REQUEST_FINALIZERS in request:
@@ -64,13 +95,84 @@ def core_middleware() -> Middleware:
             await finish_request(request, exc)
             raise
         # Set here rather than in on_response_prepare, whose receiver costs as much per
-        # request as this whole middleware; a handler that prepares its own stream sets
-        # it itself (docs/errors-and-logging.md).
+        # request as this whole method; a handler that prepares its own stream sets it
+        # itself (docs/errors-and-logging.md).
         if not response.prepared:
             response.headers[HEADER] = request_id
         return response
 
-    return aiosite_core
+    def middleware(self) -> Middleware:
+        @web.middleware
+        async def aiosite_core(request: web.Request, handler: Handler) -> web.StreamResponse:
+            return await self.serve(request, handler)
+
+        return aiosite_core
+
+    async def startup(self, app: web.Application) -> None:
+        """Choose how the core runs, once every route and middleware is in place."""
+        foreign = [
+            resource
+            for resource in app.router.resources()
+            if isinstance(resource, web.PrefixedSubAppResource)
+            or any(route.handler not in self._wrapped for route in resource)
+        ]
+        if (app.middlewares or foreign) and not app.middlewares.frozen:
+            self.outer = True
+            app.middlewares.insert(0, self.middleware())
+            return
+        if foreign:
+            logger.warning(
+                "routes not mounted by aiosite (%s) run without its error pages and request "
+                "finalizers: the site was frozen before it started",
+                ", ".join(resource.canonical for resource in foreign),
+            )
+        app.router.register_resource(_Fallback(self.wrap(_no_route)))
+
+
+class _Fallback(web.Resource):
+    """Matches every path, after every other resource: requests that match no route
+    reach the core (and its error pages) through it, without a middleware."""
+
+    def __init__(self, handler: Handler) -> None:
+        super().__init__(name=None)
+        self.add_route(hdrs.METH_ANY, handler)
+
+    @property
+    def canonical(self) -> str:
+        return "/"
+
+    def _match(self, path: str) -> dict[str, str]:
+        return {}
+
+    def raw_match(self, path: str) -> bool:
+        return False
+
+    def get_info(self) -> Any:  # aiohttp's return type is private
+        return {"path": "/"}
+
+    def url_for(self, **kwargs: str) -> URL:
+        raise RuntimeError("the fallback resource has no URL")
+
+    def add_prefix(self, prefix: str) -> None:
+        raise RuntimeError("the fallback resource cannot be prefixed")
+
+    def __repr__(self) -> str:
+        return "<aiosite fallback resource>"
+
+
+async def _no_route(request: web.Request) -> web.StreamResponse:
+    """404, or 405 when some route has the path but not the method (what aiohttp's
+    router answers by itself when no resource matches everything)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if isinstance(resource, _Fallback):
+            continue
+        match, methods = await resource.resolve(request)
+        if match is None:
+            allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 async def finish_request(request: web.Request, exc: BaseException | None) -> None:

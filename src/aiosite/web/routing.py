@@ -20,7 +20,7 @@ from aiohttp.typedefs import Handler
 
 from aiosite.apps import AppRegistry
 from aiosite.exceptions import ImproperlyConfigured, NoReverseMatch
-from aiosite.keys import URLS, state_of
+from aiosite.keys import CORE, URLS, state_of
 
 H = TypeVar("H", bound=Callable[..., Any])
 RouteHandler = Handler | type[web.View]
@@ -170,16 +170,18 @@ def mount(
     """Add ``table`` to ``app``'s router under ``prefix``, naming routes ``app_name:name``."""
     mounted = []
     router = app.router
+    core = app[CORE]
     for route in table:
         path = prefix + route.path
         _check_handler(app_name, route.method, path, route.handler)
         full_name = f"{app_name}:{route.name}" if route.name else None
+        handler = core.wrap(route.handler)
         try:
             if route.method == hdrs.METH_GET and not route.websocket:
-                added = router.add_get(path, route.handler, name=full_name, **route.kwargs)
+                added = router.add_get(path, handler, name=full_name, **route.kwargs)
             else:
                 added = router.add_route(
-                    route.method, path, route.handler, name=full_name, **route.kwargs
+                    route.method, path, handler, name=full_name, **route.kwargs
                 )
         except (ValueError, RuntimeError) as exc:
             raise ImproperlyConfigured(

@@ -14,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from aiosite.apps import AppRegistry
-from aiosite.keys import STATIC_FILES, state_of
+from aiosite.keys import CORE, STATIC_FILES, state_of
 from aiosite.settings import Settings
 
 ROUTE_NAME = "static"
@@ -62,7 +62,8 @@ def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> No
     files = StaticFiles(registry.search_path("static"), options.url, cache_control)
     app[STATIC_FILES] = files
     if options.serve:
-        app.router.add_get(options.url + "{path:.+}", files.handle, name=ROUTE_NAME)
+        handler = app[CORE].wrap(files.handle)
+        app.router.add_get(options.url + "{path:.+}", handler, name=ROUTE_NAME)
 
 
 def static_url(target: web.Request | web.Application, path: str) -> str:

@@ -1,3 +1,0 @@
-from aiosite import App
-
-app = App("home", prefix="")

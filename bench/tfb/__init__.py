@@ -1,0 +1,1 @@
+"""TechEmpower Framework Benchmarks suite for aiosite and its peers (run with cwd=bench/)."""

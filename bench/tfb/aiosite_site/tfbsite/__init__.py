@@ -1,0 +1,1 @@
+"""The TechEmpower benchmark project (bench/tfb)."""

@@ -1,0 +1,1 @@
+"""Peer implementations of the TechEmpower tests (aiohttp, FastAPI, Django)."""
