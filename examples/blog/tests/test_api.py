@@ -127,3 +127,25 @@ async def test_missing_or_draft_or_non_numeric_ids_are_json_404s(
         assert error["error"]["reason"] == "Not Found"
     error = await get_json(client, "/api/posts/999", status=404)
     assert error["error"]["message"] == "There is no published post with id 999."
+
+
+async def test_stats_counts_published_posts_and_their_comments(
+    client: Client, add_posts: AddPosts, db: AsyncSession
+) -> None:
+    assert await get_json(client, "/api/stats") == {"posts": 0, "comments": 0, "latest": None}
+
+    posts = await add_posts(3)
+    drafts = await add_posts(2, published=False, first=4)
+    db.add_all(
+        [
+            Comment(post=posts[0], author="Bo", body="First."),
+            Comment(post=posts[0], author="Cy", body="Second."),
+            Comment(post=drafts[0], author="Di", body="On a draft."),
+        ]
+    )
+    await db.commit()
+
+    data = await get_json(client, "/api/stats")
+    assert (data["posts"], data["comments"]) == (3, 2)
+    # The newest published post, as an aware UTC timestamp (not the newer drafts).
+    assert datetime.fromisoformat(data["latest"]) == posts[-1].created

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import errno
 import functools
+import gc
 import importlib
 import logging
 import os
@@ -153,6 +154,11 @@ async def _serve(config: ServerConfig, settings: Settings, show_banner: bool) ->
     )
     try:
         await _start(runner, config, settings)
+        # What startup built (modules, models, compiled templates and statements) lives
+        # as long as the process: out of the collector's way, each full collection
+        # walks only what requests allocate.
+        gc.collect()
+        gc.freeze()
         if show_banner:
             print(banner(settings, config.host, config.port, reload=config.reload), flush=True)
         await stop.wait()
