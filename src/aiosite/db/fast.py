@@ -24,8 +24,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+import asyncpg
 from sqlalchemy import Table, bindparam, inspect, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement, Executable
@@ -35,7 +37,6 @@ from sqlalchemy.sql.elements import BindParameter
 from aiosite.exceptions import DatabaseUnavailable, ImproperlyConfigured, one_line
 
 if TYPE_CHECKING:
-    import asyncpg
     from sqlalchemy.ext.asyncio import AsyncConnection
 
     from aiosite.db.engine import Database
@@ -52,6 +53,9 @@ class _Compiled:
     sql: str
     names: tuple[str, ...]
     defaults: Mapping[str, Any]
+    # The names a call may pass: the statement's own bindparams, not the anonymous
+    # ones SQLAlchemy makes for values written into it (``.limit(2)``), which are fixed.
+    parameters: frozenset[str]
     # (position, name) of the parameters a call must pass.
     required: tuple[tuple[int, str], ...]
     bind_processors: tuple[tuple[int, _Processor], ...]
@@ -80,11 +84,11 @@ class _Compiled:
         missing = {name for _, name in self.required}.difference(params)
         if missing:
             raise TypeError(f"query needs parameter(s) {', '.join(sorted(missing))}")
-        unknown = params.keys() - set(self.names)
+        unknown = params.keys() - self.parameters
         if unknown:
             raise TypeError(
                 f"query has no parameter(s) {', '.join(sorted(unknown))}; "
-                f"it takes {', '.join(self.names) or 'none'}"
+                f"it takes {', '.join(sorted(self.parameters)) or 'none'}"
             )
         arguments = [params[n] if n in params else self.defaults.get(n) for n in self.names]
         for index, process in self.bind_processors:
@@ -160,6 +164,7 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
         sql=compiled.string,
         names=names,
         defaults={n: v for n, v in compiled.params.items() if not binds[n].required},
+        parameters=frozenset(n for n in names if not binds[n].unique),
         required=tuple((i, n) for i, n in enumerate(names) if binds[n].required),
         bind_processors=tuple(processors),
         result_processors=tuple(result_processors),
@@ -221,6 +226,8 @@ class _UpdatePlan:
     columns: tuple[str, ...]
     # PostgreSQL: UPDATE ... FROM unnest($1::t[], ...) — one statement, one round trip.
     sql: str
+    # The column types' conversions (a TypeDecorator's process_bind_param), key first.
+    processors: tuple[_Processor | None, ...]
 
     def sort_key(self, row: Mapping[str, Any]) -> Any:
         return row[self.key]
@@ -278,7 +285,9 @@ class FastPath:
         pool = self._pool or await self._open_pool()
         try:
             driver = await pool.acquire()
-        except (TimeoutError, OSError) as exc:
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            # The pool connects on demand: a refused connection (too many clients, the
+            # server starting or stopping) surfaces here.
             raise self._unavailable(exc) from exc
         try:
             yield FastConnection(self, driver)
@@ -310,8 +319,6 @@ class FastPath:
         return pool
 
     async def _create_pool(self) -> asyncpg.Pool:
-        import asyncpg
-
         settings = self._database.settings
         url = self._database.url
         server_settings = {"search_path": settings.schema_name} if settings.schema_name else {}
@@ -328,10 +335,19 @@ class FastPath:
                 timeout=settings.connect_timeout,
                 server_settings=server_settings,
                 reset=_keep_session_state,
+                init=self._setup_codecs,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise self._unavailable(exc) from exc
         return pool
+
+    async def _setup_codecs(self, connection: asyncpg.Connection) -> None:
+        # The codecs SQLAlchemy's asyncpg dialect installs on its own connections (JSON
+        # and JSONB decoded to Python values), so both paths read the same values.
+        adapted = SimpleNamespace(_connection=connection)
+        dialect: Any = self.dialect
+        await dialect.setup_asyncpg_json_codec(adapted)
+        await dialect.setup_asyncpg_jsonb_codec(adapted)
 
     def _unavailable(self, exc: BaseException) -> Exception:
         return DatabaseUnavailable(f"cannot connect to {self._database.safe_url}: {one_line(exc)}")
@@ -375,8 +391,16 @@ class FastPath:
         self, driver: Any, plan: _UpdatePlan, rows: Sequence[Mapping[str, Any]]
     ) -> None:
         if self.is_postgresql:
-            columns = (plan.key, *plan.columns)
-            arrays = [[row[name] for row in rows] for name in columns]
+            arrays = []
+            for name, process in zip((plan.key, *plan.columns), plan.processors, strict=True):
+                try:
+                    values = [row[name] for row in rows]
+                except KeyError:
+                    raise TypeError(
+                        f"update_by_pk: every row of {plan.table.name} needs the same "
+                        f"keys; one has no {name!r}"
+                    ) from None
+                arrays.append(values if process is None else [process(v) for v in values])
             await driver.execute(plan.sql, *arrays)
             return
         table = plan.table
@@ -437,7 +461,10 @@ def _plan_update(table: Table, names: tuple[str, ...], dialect: Dialect) -> _Upd
         f"UPDATE {target} SET {assignments} FROM (SELECT {unnest}) AS v "  # noqa: S608
         f"WHERE {target}.{quote(key)} = v.{quote(key)}"
     )
-    return _UpdatePlan(table, key, columns, sql)
+    processors = tuple(
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in all_columns
+    )
+    return _UpdatePlan(table, key, columns, sql, processors)
 
 
 def _table_of(target: Any) -> Table:
