@@ -38,9 +38,9 @@ def create_site(settings: Settings) -> web.Application:
             loaded.config.setup(app)
     if registry.project.setup is not None:
         registry.project.setup(app)
-    # At startup, when whatever else sets the application up has added its routes and
-    # middlewares too.
-    app.on_startup.append(core.startup)
+    # The mode is chosen at startup, once whatever else sets the application up has
+    # added its routes and middlewares too.
+    core.install(app)
     return app
 
 

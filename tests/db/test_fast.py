@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -71,7 +72,8 @@ MODELS = """
 """
 
 QUERIES = """
-    from sqlalchemy import bindparam, func, insert, literal_column, select, update
+    from sqlalchemy import Float, Numeric, bindparam, cast, func, insert, literal_column, select
+    from sqlalchemy import update
 
     from aiosite import Prepared
 
@@ -93,6 +95,12 @@ QUERIES = """
     )
     PING = Prepared(select(literal_column("1").label("one")))
     ADD_DOC = Prepared(insert(Doc).values(id=bindparam("id"), data=bindparam("data")))
+    NUMBERS = Prepared(
+        select(
+            cast(Thing.id, Float).label("as_float"),
+            cast(Thing.id, Numeric(10, 2)).label("as_numeric"),
+        ).where(Thing.id == bindparam("id"))
+    )
     DOC = Prepared(select(Doc.data).where(Doc.id == bindparam("id")))
 """
 
@@ -469,6 +477,60 @@ async def test_update_by_pk_refuses_what_it_cannot_do(project: Path) -> None:
         with pytest.raises(TypeError, match="neither a model nor a Table"):
             await fast.update_by_pk("a_table_name", [{"id": 1, "name": "x"}])
         assert await things_by_orm(client, project) == {1: ("a", JAN_2)}
+
+
+async def test_update_by_pk_rows_must_agree_and_the_last_of_a_key_wins(project: Path) -> None:
+    async with started(project) as client:
+        await add(client, 1, "a")
+        await add(client, 2, "b")
+        thing = project_module(project, "models").Thing
+        fast = fast_path(client.app)
+        with pytest.raises(TypeError, match="needs the same keys"):
+            await fast.update_by_pk(thing, [{"id": 1, "name": "x"}, {"id": 2}])
+        with pytest.raises(TypeError, match="needs the same keys"):
+            await fast.update_by_pk(
+                thing, [{"id": 1, "name": "x"}, {"id": 2, "happened_at": JAN_2}]
+            )
+        await fast.update_by_pk(
+            thing, [{"id": 1, "name": "first"}, {"id": 2, "name": "B"}, {"id": 1, "name": "last"}]
+        )
+        assert await things_by_orm(client, project) == {1: ("last", JAN_2), 2: ("B", JAN_2)}
+
+
+async def test_python_side_column_defaults_are_refused(project: Path) -> None:
+    # Pair.note has default="": SQLAlchemy computes it in Python, which the fast path
+    # does not do; better refused than a NULL sent (and a misleading 409).
+    async with started(project) as client:
+        pair = project_module(project, "models").Pair
+        query = Prepared(insert(pair).values(left=bindparam("left"), right=bindparam("right")))
+        with pytest.raises(ImproperlyConfigured, match=r"default.*note.*computed in Python"):
+            await fast_path(client.app).execute(query, left=1, right=2)
+
+
+async def test_float_and_numeric_results(project: Path) -> None:
+    async with started(project) as client:
+        await add(client, 3, "c")
+        numbers = project_module(project, "queries").NUMBERS
+        row = await fast_path(client.app).fetch_one(numbers, id=3)
+        assert row["as_float"] == 3.0
+        assert isinstance(row["as_float"], float)
+        assert row["as_numeric"] == Decimal("3.00")
+
+
+@pytest.mark.db_backends("postgresql")
+async def test_a_pool_that_stays_busy_gives_503_after_pool_timeout(
+    make_project: ProjectFactory, database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIOSITE_DATABASE__POOL_SIZE", "1")
+    monkeypatch.setenv("AIOSITE_DATABASE__MAX_OVERFLOW", "0")
+    monkeypatch.setenv("AIOSITE_DATABASE__POOL_TIMEOUT", "0.3")
+    root = make_project(FILES, apps=["home", "things"])
+    async with started(root) as client:
+        async with fast_path(client.app).connection():  # holds the pool's one connection
+            resp = await client.get("/things/ping")
+            assert resp.status == 503
+            assert resp.headers["Retry-After"] == "5"
+        assert (await client.get("/things/ping")).status == 200
 
 
 @pytest.mark.db_backends("postgresql")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
-from aiosite import NoReverseMatch, database_of, url_for
+from aiosite import NoReverseMatch, database_of, load_site, url_for
 from aiosite.db.models import site_metadata
 from aiosite.keys import APPS
 from tests.conftest import ProjectFactory, TestDatabase, site_client
@@ -420,3 +420,35 @@ async def test_a_route_added_in_setup_that_raises_gets_the_500_page_in_productio
     assert any(
         "Unhandled RuntimeError in GET /extra/boom" in r.getMessage() for r in caplog.records
     )
+
+
+async def test_a_site_mounted_as_a_sub_application_keeps_its_core(project: Path) -> None:
+    # add_subapp freezes the site's router and middlewares at once, before startup.
+    parent = web.Application()
+    parent.add_subapp("/site", load_site(project, "test"))
+    async with TestClient(TestServer(parent)) as client:
+        resp = await client.get("/site/alice")
+        assert (resp.status, await resp.text()) == (200, "page alice")
+        assert "X-Request-ID" in resp.headers
+        missing = await client.get("/site/no/such/page", headers={"Accept": "text/html"})
+        assert missing.status == 404
+        assert "site 404 for /site/no/such/page" in await missing.text()
+        assert "X-Request-ID" in missing.headers
+
+
+async def test_routes_added_after_create_site_are_not_shadowed(project: Path) -> None:
+    async def late(request: web.Request) -> web.Response:
+        return web.Response(text=f"late {request.match_info['slug']}")
+
+    site = load_site(project, "test")
+    # After the fallback resource was registered, in the same index bucket ("/").
+    site.router.add_get("/late/{slug}", late)
+    site.router.add_get("/{a}/{b}/{c}", late)
+    async with TestClient(TestServer(site)) as client:
+        resp = await client.get("/late/x")
+        assert (resp.status, await resp.text()) == (200, "late x")
+        # A route aiosite did not mount: the core runs as the outer middleware.
+        assert "X-Request-ID" in resp.headers
+        missing = await client.get("/no/such/page/here", headers={"Accept": "text/html"})
+        assert missing.status == 404
+        assert "site 404" in await missing.text()

@@ -59,8 +59,9 @@ class _Compiled:
     # (position, name) of the parameters a call must pass.
     required: tuple[tuple[int, str], ...]
     bind_processors: tuple[tuple[int, _Processor], ...]
-    # Result columns that need converting (a TypeDecorator's process_result_value).
-    result_processors: tuple[tuple[str, _Processor], ...]
+    # Result columns, by position, that need converting (a TypeDecorator's
+    # process_result_value).
+    result_processors: tuple[tuple[int, _Processor], ...]
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional driver arguments for ``params``."""
@@ -145,6 +146,14 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
             f"fast path: {statement}: IN with a list parameter is compiled per call; "
             "write `column == any_(bindparam('ids', type_=ARRAY(Integer)))` instead"
         )
+    prefetch = [*compiled.insert_prefetch, *compiled.update_prefetch]
+    if prefetch:
+        raise ImproperlyConfigured(
+            f"fast path: {statement}: the column default(s) of "
+            f"{', '.join(column.name for column in prefetch)} are computed in Python "
+            "(default= or onupdate=), which the fast path does not run; set the values "
+            "in the statement, or give the columns a server_default"
+        )
     names = tuple(compiled.positiontup or ())
     processors = []
     result_processors = []
@@ -156,10 +165,15 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
             process = bind_type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 processors.append((index, process))
-        for column in getattr(statement, "selected_columns", ()):
-            process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+        for position, column in enumerate(getattr(statement, "selected_columns", ())):
+            try:
+                process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+            except TypeError:
+                # asyncpg's numeric types want the column's type oid; asyncpg itself
+                # already returns Decimal for NUMERIC and float for FLOAT.
+                process = None
             if process is not None:
-                result_processors.append((column.key, process))
+                result_processors.append((position, process))
     return _Compiled(
         sql=compiled.string,
         names=names,
@@ -214,8 +228,17 @@ class FastConnection:
         """
         if not rows:
             return
-        plan = self._fast.update_plan(_table_of(table), tuple(rows[0]))
-        ordered = sorted(rows, key=plan.sort_key)
+        names = tuple(rows[0])
+        plan = self._fast.update_plan(_table_of(table), names)
+        for row in rows:
+            if len(row) != len(names) or any(name not in row for name in names):
+                raise TypeError(
+                    f"update_by_pk: every row of {plan.table.name} needs the same keys "
+                    f"({', '.join(names)}); got {', '.join(row)}"
+                )
+        # One row per key, the last one winning (as a loop of UPDATEs would leave it).
+        latest = {row[plan.key]: row for row in rows}
+        ordered = sorted(latest.values(), key=plan.sort_key)
         await self._fast._update(self._driver, plan, ordered)
 
 
@@ -239,7 +262,9 @@ class FastPath:
     def __init__(self, database: Database) -> None:
         self._database = database
         self.dialect: Dialect = database.engine.dialect
-        self.is_postgresql = database.dialect == "postgresql"
+        # The driver path needs asyncpg; any other driver runs through SQLAlchemy Core.
+        self.is_postgresql = self.dialect.driver == "asyncpg"
+        self._closed = False
         self._pool: asyncpg.Pool | None = None
         self._opening: asyncio.Future[asyncpg.Pool] | None = None
         self._update_plans: dict[tuple[str, tuple[str, ...]], _UpdatePlan] = {}
@@ -284,8 +309,8 @@ class FastPath:
             return
         pool = self._pool or await self._open_pool()
         try:
-            driver = await pool.acquire()
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            driver = await pool.acquire(timeout=self._database.settings.pool_timeout)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The pool connects on demand: a refused connection (too many clients, the
             # server starting or stopping) surfaces here.
             raise self._unavailable(exc) from exc
@@ -307,28 +332,35 @@ class FastPath:
 
     async def _open_pool(self) -> asyncpg.Pool:
         # One pool even when many requests arrive before it exists.
-        if self._opening is None:
-            self._opening = asyncio.ensure_future(self._create_pool())
+        self._check_open()
+        opening = self._opening
+        if opening is None:
+            opening = self._opening = asyncio.ensure_future(self._create_pool())
         try:
-            pool = await asyncio.shield(self._opening)
+            pool = await asyncio.shield(opening)
         except BaseException:
-            if self._opening.done():
+            if opening.done() and self._opening is opening:
                 self._opening = None  # a failed open is retried by the next request
             raise
+        if self._closed:  # closed while it opened
+            await pool.close()
+        self._check_open()
         self._pool = pool
         return pool
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"the database {self._database.safe_url} was closed")
+
     async def _create_pool(self) -> asyncpg.Pool:
         settings = self._database.settings
-        url = self._database.url
+        # What the engine's own connections are made from: host, port, credentials and
+        # the URL's query options (ssl=, a socket directory in host=).
+        _, connect_args = self.dialect.create_connect_args(self._database.url)
         server_settings = {"search_path": settings.schema_name} if settings.schema_name else {}
         try:
             pool = await asyncpg.create_pool(
-                host=url.host,
-                port=url.port,
-                user=url.username,
-                password=url.password,
-                database=url.database,
+                **connect_args,
                 min_size=0,
                 max_size=settings.pool_size + max(settings.max_overflow, 0),
                 max_inactive_connection_lifetime=max(settings.pool_recycle, 0) or 300.0,
@@ -353,6 +385,7 @@ class FastPath:
         return DatabaseUnavailable(f"cannot connect to {self._database.safe_url}: {one_line(exc)}")
 
     async def close(self) -> None:
+        self._closed = True
         opening, self._opening = self._opening, None
         if opening is not None and not opening.done():
             opening.cancel()
@@ -393,13 +426,7 @@ class FastPath:
         if self.is_postgresql:
             arrays = []
             for name, process in zip((plan.key, *plan.columns), plan.processors, strict=True):
-                try:
-                    values = [row[name] for row in rows]
-                except KeyError:
-                    raise TypeError(
-                        f"update_by_pk: every row of {plan.table.name} needs the same "
-                        f"keys; one has no {name!r}"
-                    ) from None
+                values = [row[name] for row in rows]
                 arrays.append(values if process is None else [process(v) for v in values])
             await driver.execute(plan.sql, *arrays)
             return
@@ -484,12 +511,12 @@ def _named(compiled: _Compiled, arguments: Iterable[Any]) -> dict[str, Any]:
 def _finish_rows(query: Prepared[Any], compiled: _Compiled, rows: list[Any]) -> list[Any]:
     if compiled.result_processors and rows and not isinstance(rows[0], Mapping):
         # asyncpg records hold driver values; apply the column types' conversions.
+        keys = list(rows[0].keys())
         converted = []
         for row in rows:
             values = dict(row)
-            for key, process in compiled.result_processors:
-                if key in values:
-                    values[key] = process(values[key])
+            for position, process in compiled.result_processors:
+                values[keys[position]] = process(row[position])
             converted.append(values)
         rows = converted
     return rows if query.into is None else query.instances(rows)

@@ -54,6 +54,7 @@ class Core:
         self.new_id = RequestIdFactory()
         self.outer = False
         self._wrapped: set[Handler] = set()
+        self._fallback: _Fallback | None = None
 
     def wrap(self, handler: Handler | type[web.View]) -> Handler:
         """``handler`` with the core logic around it (for a route aiosite adds)."""
@@ -108,53 +109,71 @@ class Core:
 
         return aiosite_core
 
+    def install(self, app: web.Application) -> None:
+        """Add the fallback resource and choose the mode when the application starts.
+
+        The fallback is registered now, since a site mounted as a sub-application is
+        frozen as soon as it is added; startup moves it behind routes added since.
+        """
+        self._fallback = _Fallback(self, self.wrap(_no_route))
+        app.router.register_resource(self._fallback)
+        app.on_startup.append(self.startup)
+
     async def startup(self, app: web.Application) -> None:
         """Choose how the core runs, once every route and middleware is in place."""
+        router = app.router
+        if self._fallback is not None:
+            # Last in its index bucket again: behind "/" and "/{name}" routes added later.
+            router.unindex_resource(self._fallback)
+            router.index_resource(self._fallback)
         foreign = [
             resource
-            for resource in app.router.resources()
+            for resource in router.resources()
             if isinstance(resource, web.PrefixedSubAppResource)
             or any(route.handler not in self._wrapped for route in resource)
         ]
         if (app.middlewares or foreign) and not app.middlewares.frozen:
+            # The fallback steps aside too: unmatched requests get aiohttp's own 404/405
+            # (which normalize_path_middleware and the like look for), and the core
+            # turns them into error pages.
             self.outer = True
             app.middlewares.insert(0, self.middleware())
-            return
-        if foreign:
+        elif foreign:
             logger.warning(
                 "routes not mounted by aiosite (%s) run without its error pages and request "
-                "finalizers: the site was frozen before it started",
+                "finalizers: the site's middlewares were frozen before it started",
                 ", ".join(resource.canonical for resource in foreign),
             )
-        app.router.register_resource(_Fallback(self.wrap(_no_route)))
 
 
 class _Fallback(web.Resource):
     """Matches every path, after every other resource: requests that match no route
     reach the core (and its error pages) through it, without a middleware."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, core: Core, handler: Handler) -> None:
         super().__init__(name=None)
+        self._core = core
+        self._prefix = ""  # set when the site is mounted as a sub-application
         self.add_route(hdrs.METH_ANY, handler)
 
     @property
     def canonical(self) -> str:
-        return "/"
+        return self._prefix or "/"
 
-    def _match(self, path: str) -> dict[str, str]:
-        return {}
+    def _match(self, path: str) -> dict[str, str] | None:
+        return None if self._core.outer else {}
 
     def raw_match(self, path: str) -> bool:
         return False
 
     def get_info(self) -> Any:  # aiohttp's return type is private
-        return {"path": "/"}
+        return {"prefix": self.canonical}
 
     def url_for(self, **kwargs: str) -> URL:
         raise RuntimeError("the fallback resource has no URL")
 
     def add_prefix(self, prefix: str) -> None:
-        raise RuntimeError("the fallback resource cannot be prefixed")
+        self._prefix = prefix + self._prefix
 
     def __repr__(self) -> str:
         return "<aiosite fallback resource>"
