@@ -24,11 +24,11 @@ if TYPE_CHECKING:
     from aiosite.web.templates import Templates
 
 # Ends what a battery opened for one request (the database session's transaction). The
-# core middleware calls it once the handler is done, with what the handler raised (None
-# when it returned): committing work for a response, rolling back for an error.
+# core calls it once the handler is done, with what the handler raised (None when it
+# returned): committing work for a response, rolling back for an error.
 RequestFinalizer = Callable[[BaseException | None], Awaitable[None]]
 # The HTTP error an exception a battery knows means for the client (a database that is
-# down: 503), or None; asked by the core middleware before it answers 500.
+# down: 503), or None; asked by the core before it answers 500.
 ErrorTranslator = Callable[[BaseException], web.HTTPException | None]
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("aiosite.settings")
@@ -63,7 +63,7 @@ def settings_of(target: web.Request | web.Application) -> Settings:
 
 
 def add_request_finalizer(request: web.Request, finalizer: RequestFinalizer) -> None:
-    """Have the core middleware call ``finalizer`` when the request's handler is done."""
+    """Have the core call ``finalizer`` when the request's handler is done."""
     finalizers = request.get(REQUEST_FINALIZERS)
     if finalizers is None:
         request[REQUEST_FINALIZERS] = [finalizer]

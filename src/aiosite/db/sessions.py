@@ -2,7 +2,7 @@
 
 ``db_session(request)`` creates the session the first time a request asks for it; the
 session takes a pooled connection only when it first runs a query. A request that never
-asks pays nothing. The session registers a request finalizer, which the core middleware
+asks pays nothing. The session registers a request finalizer, which the core
 calls when the handler is done: commit when it returned (or raised a redirect or other
 non-error HTTP exception), rollback when it raised, and always close.
 """

@@ -1,10 +1,11 @@
 """Error pages: 4xx/5xx rendered from overridable templates, or JSON for API clients.
 
-One middleware does the per-request work aiosite always needs (a request id, ending
-what batteries opened for the request, turning exceptions into pages); when the handler
-succeeds and opened nothing it allocates nothing and awaits nothing beyond the handler.
-Batteries hook in through keys, not middlewares of their own: a request finalizer
-(``keys.add_request_finalizer``) and an error translator (``keys.ERROR_TRANSLATORS``).
+The ``Core`` does the per-request work aiosite always needs (a request id, ending what
+batteries opened for the request, turning exceptions into pages) around every handler;
+when the handler succeeds and opened nothing it allocates nothing and awaits nothing
+beyond the handler. Batteries hook in through keys, not middlewares of their own: a
+request finalizer (``keys.add_request_finalizer``) and an error translator
+(``keys.ERROR_TRANSLATORS``).
 """
 
 from __future__ import annotations
