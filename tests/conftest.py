@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from aiosite import load_site
+from aiosite import database_of, load_site
 from aiosite.db.engine import Database
-from aiosite.db.models import Model
+from aiosite.db.models import Model, site_metadata
+from aiosite.keys import APPS
 from aiosite.settings import DatabaseSettings, Settings
 
 ProjectFactory = Callable[..., Path]
@@ -132,6 +134,17 @@ def _forget_models(packages: list[str]) -> None:
 def site_client(root: Path, env: str = "test") -> TestClient[web.Request, web.Application]:
     """A test client on the project's site: ``async with site_client(root) as client:``."""
     return TestClient(TestServer(load_site(root, env)))
+
+
+@contextlib.asynccontextmanager
+async def site_with_tables(
+    root: Path, env: str = "test"
+) -> AsyncIterator[TestClient[web.Request, web.Application]]:
+    """A started client on the project's site, with the tables of its models created."""
+    async with site_client(root, env) as client:
+        async with database_of(client.app).engine.begin() as connection:
+            await connection.run_sync(site_metadata(client.app[APPS]).create_all)
+        yield client
 
 
 # --- databases ---------------------------------------------------------------------

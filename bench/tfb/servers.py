@@ -254,8 +254,12 @@ def _answers(url: str) -> bool:
 
 
 def stop(server: Server) -> None:
+    stop_process(server.proc)
+    server.log.close()
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM, then SIGKILL after STOP_TIMEOUT; children left behind are killed too."""
-    proc = server.proc
     kids = descendants(proc.pid) if proc.poll() is None else []
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -267,7 +271,6 @@ def stop(server: Server) -> None:
     for pid in kids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    server.log.close()
 
 
 @contextlib.contextmanager

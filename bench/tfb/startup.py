@@ -12,10 +12,8 @@ deployed site does.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -113,7 +111,7 @@ def time_to_first_response(case: Case) -> float:
                 time.sleep(POLL)
             return time.perf_counter() - started
         finally:
-            stop(proc)
+            servers.stop_process(proc)
 
 
 def answers(port: int) -> bool:
@@ -123,19 +121,6 @@ def answers(port: int) -> bool:
             return sock.recv(16).startswith(b"HTTP/")
     except OSError:
         return False
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    kids = servers.descendants(proc.pid)
-    proc.terminate()
-    try:
-        proc.wait(timeout=servers.STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    for pid in kids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
 
 
 def measure(python: str = str(servers.BENCH_PYTHON), runs: int = RUNS) -> dict[str, Any]:

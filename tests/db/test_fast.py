@@ -23,16 +23,15 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import Integer, any_, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from aiosite import ImproperlyConfigured, Prepared, database_of, fast_path, session_scope
+from aiosite import ImproperlyConfigured, Prepared, fast_path, session_scope
 from aiosite.db.fast import FastConnection
-from aiosite.db.models import site_metadata
-from aiosite.keys import APPS
 from tests.conftest import (
     POSTGRESQL_URL,
     ProjectFactory,
     TestDatabase,
     require_service,
     site_client,
+    site_with_tables,
 )
 
 Client = TestClient[web.Request, web.Application]
@@ -198,15 +197,6 @@ def project(make_project: ProjectFactory, database: TestDatabase) -> Path:
     return make_project(FILES, apps=["home", "things"])
 
 
-@contextlib.asynccontextmanager
-async def started(root: Path, env: str = "test") -> AsyncIterator[Client]:
-    """A client on the project's site, with its tables created."""
-    async with site_client(root, env) as client:
-        async with database_of(client.app).engine.begin() as connection:
-            await connection.run_sync(site_metadata(client.app[APPS]).create_all)
-        yield client
-
-
 def project_module(root: Path, name: str) -> ModuleType:
     """A module of the project's ``things`` app (imported by the site already)."""
     return importlib.import_module(f"{root.name}.things.{name}")
@@ -247,7 +237,7 @@ async def write_then_raise(
 
 
 async def test_fetch_fetch_one_fetch_value_and_execute_in_handlers(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         assert await count(client) == 0
         await add(
             client, 1, "a", datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2)))
@@ -264,7 +254,7 @@ async def test_fetch_fetch_one_fetch_value_and_execute_in_handlers(project: Path
 
 
 async def test_utc_datetimes_bind_and_come_back_aware(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         await add(client, 1, "a", JAN_2)
         await add(client, 2, "b", JAN_2 + timedelta(days=1))
         queries = project_module(project, "queries")
@@ -281,7 +271,7 @@ async def test_utc_datetimes_bind_and_come_back_aware(project: Path) -> None:
 
 
 async def test_into_a_model_gives_instances(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         await add(client, 2, "b")
         await add(client, 1, "a")
         resp = await client.get("/things/all")
@@ -292,7 +282,7 @@ async def test_into_a_model_gives_instances(project: Path) -> None:
 
 
 async def test_literal_values_in_a_statement(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         for id, label in ((1, "a"), (2, "b"), (3, "c"), (4, "b")):
             await add(client, id, label)
         resp = await client.get("/things/literals")
@@ -301,7 +291,7 @@ async def test_literal_values_in_a_statement(project: Path) -> None:
 
 async def test_literal_values_cannot_be_overridden_by_parameters(project: Path) -> None:
     # "literal values in the statement are fixed" (Prepared's docstring).
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         for id in range(1, 5):
             await add(client, id, "x")
         first_two = project_module(project, "queries").FIRST_TWO
@@ -312,14 +302,14 @@ async def test_literal_values_cannot_be_overridden_by_parameters(project: Path) 
 async def test_an_unknown_parameter_message_names_only_real_parameters(project: Path) -> None:
     # A statement with only literal values takes no parameters; SQLAlchemy's anonymous
     # names for its literals are not something a caller can pass.
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         first_two = project_module(project, "queries").FIRST_TWO
         with pytest.raises(TypeError, match=r"^query has no parameter\(s\) limit; it takes none$"):
             await fast_path(client.app).fetch(first_two, limit=3)
 
 
 async def test_a_json_column_reads_back_as_python_values(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         queries = project_module(project, "queries")
         fast = fast_path(client.app)
         await fast.execute(queries.ADD_DOC, id=1, data={"tags": ["a"], "n": 1})
@@ -330,7 +320,7 @@ async def test_a_json_column_reads_back_as_python_values(project: Path) -> None:
 
 
 async def test_a_connection_runs_several_statements(project: Path, database: TestDatabase) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         queries = project_module(project, "queries")
         fast = fast_path(client.app)
         async with fast.connection() as connection:
@@ -353,7 +343,7 @@ async def test_a_connection_runs_several_statements(project: Path, database: Tes
 
 
 async def test_a_transaction_commits_together(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         queries = project_module(project, "queries")
         fast = fast_path(client.app)
         async with fast.transaction() as connection:
@@ -366,7 +356,7 @@ async def test_a_transaction_commits_together(project: Path) -> None:
 
 
 async def test_a_transaction_rolls_back_when_the_block_raises(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         queries = project_module(project, "queries")
         fast = fast_path(client.app)
         await add(client, 1, "a")
@@ -394,7 +384,7 @@ async def test_a_transaction_rolls_back_when_the_block_raises(project: Path) -> 
 
 
 async def test_update_by_pk_writes_many_rows_in_one_call(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         for id, label in ((1, "a"), (2, "b"), (3, "c"), (4, "d")):
             await add(client, id, label)
         models = project_module(project, "models")
@@ -437,7 +427,7 @@ def new_york() -> Iterator[None]:
 
 async def test_update_by_pk_takes_naive_datetimes_as_utc(project: Path, new_york: None) -> None:
     # UtcDateTime: "Naive values are taken to be UTC", as fetch and execute do here.
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         await add(client, 1, "a")
         models = project_module(project, "models")
         noon = datetime(2024, 6, 1, 12, 0)
@@ -447,7 +437,7 @@ async def test_update_by_pk_takes_naive_datetimes_as_utc(project: Path, new_york
 
 async def test_update_by_pk_accepts_what_the_column_type_accepts(project: Path) -> None:
     # UtcDateTime parses ISO 8601 strings; so do the ORM, fetch and execute.
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         await add(client, 1, "a")
         models = project_module(project, "models")
         await fast_path(client.app).update_by_pk(
@@ -458,7 +448,7 @@ async def test_update_by_pk_accepts_what_the_column_type_accepts(project: Path) 
 
 
 async def test_update_by_pk_refuses_what_it_cannot_do(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         await add(client, 1, "a")
         models = project_module(project, "models")
         fast = fast_path(client.app)
@@ -480,7 +470,7 @@ async def test_update_by_pk_refuses_what_it_cannot_do(project: Path) -> None:
 
 
 async def test_update_by_pk_rows_must_agree_and_the_last_of_a_key_wins(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         await add(client, 1, "a")
         await add(client, 2, "b")
         thing = project_module(project, "models").Thing
@@ -500,7 +490,7 @@ async def test_update_by_pk_rows_must_agree_and_the_last_of_a_key_wins(project: 
 async def test_python_side_column_defaults_are_refused(project: Path) -> None:
     # Pair.note has default="": SQLAlchemy computes it in Python, which the fast path
     # does not do; better refused than a NULL sent (and a misleading 409).
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         pair = project_module(project, "models").Pair
         query = Prepared(insert(pair).values(left=bindparam("left"), right=bindparam("right")))
         with pytest.raises(ImproperlyConfigured, match=r"default.*note.*computed in Python"):
@@ -508,7 +498,7 @@ async def test_python_side_column_defaults_are_refused(project: Path) -> None:
 
 
 async def test_float_and_numeric_results(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         await add(client, 3, "c")
         numbers = project_module(project, "queries").NUMBERS
         row = await fast_path(client.app).fetch_one(numbers, id=3)
@@ -525,7 +515,7 @@ async def test_a_pool_that_stays_busy_gives_503_after_pool_timeout(
     monkeypatch.setenv("AIOSITE_DATABASE__MAX_OVERFLOW", "0")
     monkeypatch.setenv("AIOSITE_DATABASE__POOL_TIMEOUT", "0.3")
     root = make_project(FILES, apps=["home", "things"])
-    async with started(root) as client:
+    async with site_with_tables(root) as client:
         async with fast_path(client.app).connection():  # holds the pool's one connection
             resp = await client.get("/things/ping")
             assert resp.status == 503
@@ -536,7 +526,7 @@ async def test_a_pool_that_stays_busy_gives_503_after_pool_timeout(
 @pytest.mark.db_backends("postgresql")
 async def test_concurrent_overlapping_updates_do_not_deadlock(project: Path) -> None:
     touched = 2000
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         # Each request sets 2,000 of 20,000 rows, in an order of its own: statements long
         # enough to overlap, on a table big enough that PostgreSQL walks the rows through
         # the primary key index in the arrays' order, the order their locks are taken in.
@@ -563,7 +553,7 @@ async def test_concurrent_overlapping_updates_do_not_deadlock(project: Path) -> 
 
 
 async def test_missing_and_unknown_parameters_are_type_errors(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         queries = project_module(project, "queries")
         fast = fast_path(client.app)
         with pytest.raises(TypeError, match=r"^query needs parameter\(s\) id$"):
@@ -578,7 +568,7 @@ async def test_missing_and_unknown_parameters_are_type_errors(project: Path) -> 
 
 
 async def test_a_list_parameter_for_in_is_improperly_configured(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         thing = project_module(project, "models").Thing
         fast = fast_path(client.app)
         expanding = Prepared(select(thing.id).where(thing.id.in_(bindparam("ids", expanding=True))))
@@ -591,7 +581,7 @@ async def test_a_list_parameter_for_in_is_improperly_configured(project: Path) -
 
 @pytest.mark.db_backends("postgresql")
 async def test_the_suggested_any_form_works(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         for id in range(1, 5):
             await add(client, id, "x")
         thing = project_module(project, "models").Thing
@@ -605,7 +595,7 @@ async def test_the_suggested_any_form_works(project: Path) -> None:
 
 
 async def test_a_duplicate_primary_key_is_a_409_not_a_500(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         await add(client, 1, "a")
         resp = await client.post(
             "/things/add", params={"id": 1, "label": "again", "when": str(JAN_2)}
@@ -683,7 +673,7 @@ async def proxied(database: TestDatabase, monkeypatch: pytest.MonkeyPatch) -> As
 async def test_an_unreachable_database_gives_503_and_the_site_keeps_serving(
     project: Path, database: TestDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with proxied(database, monkeypatch) as proxy, started(project) as client:
+    async with proxied(database, monkeypatch) as proxy, site_with_tables(project) as client:
         await proxy.stop()
         # The fast pool has never connected: its first connection is refused.
         resp = await client.get("/things/count", headers={"Accept": "text/html"})
@@ -709,7 +699,7 @@ async def test_closing_the_site_closes_the_fast_pool(
     project: Path, database: TestDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with proxied(database, monkeypatch) as proxy:
-        async with started(project) as client:
+        async with site_with_tables(project) as client:
             # The engine's pooled connection (the start's check, the tables).
             assert await proxy.settle(1) == 1
             await add(client, 1, "a")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from sqlalchemy import event, text
 from aiosite import ImproperlyConfigured, database_of, load_site
 from aiosite.db.models import site_metadata
 from aiosite.keys import APPS
-from tests.conftest import ProjectFactory, TestDatabase
+from tests.conftest import ProjectFactory, TestDatabase, site_with_tables
 
 MODELS = """
     from sqlalchemy import String
@@ -92,16 +91,6 @@ FILES = {
 }
 
 
-@contextlib.asynccontextmanager
-async def started(root: Path) -> AsyncIterator[TestClient[web.Request, web.Application]]:
-    """A client on the project's site, with its tables created."""
-    async with TestClient(TestServer(load_site(root, "test"))) as client:
-        database = database_of(client.app)
-        async with database.engine.begin() as connection:
-            await connection.run_sync(site_metadata(client.app[APPS]).create_all)
-        yield client
-
-
 async def count_rows(client: TestClient[web.Request, web.Application]) -> int:
     resp = await client.get("/notes/count")
     assert resp.status == 200
@@ -115,7 +104,7 @@ def project(make_project: ProjectFactory, database: TestDatabase) -> Path:
 
 
 async def test_a_route_without_the_database_checks_out_no_connection(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         checkouts: list[object] = []
         engine = database_of(client.app).engine.sync_engine
         event.listen(engine, "checkout", lambda *args: checkouts.append(args))
@@ -130,7 +119,7 @@ async def test_a_route_without_the_database_checks_out_no_connection(project: Pa
 
 
 async def test_a_handler_that_returns_commits(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         resp = await client.post("/notes/add", params={"text": "kept"})
         assert resp.status == 201
         resp = await client.post("/notes/add-unflushed", params={"text": "also kept"})
@@ -139,7 +128,7 @@ async def test_a_handler_that_returns_commits(project: Path) -> None:
 
 
 async def test_a_handler_that_writes_then_raises_leaves_no_row(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         resp = await client.post("/notes/add", params={"text": "lost", "then": "fail"})
         assert resp.status == 500
         assert await count_rows(client) == 0
@@ -147,7 +136,7 @@ async def test_a_handler_that_writes_then_raises_leaves_no_row(project: Path) ->
 
 
 async def test_an_http_error_rolls_back_and_a_redirect_commits(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         resp = await client.post("/notes/add", params={"text": "no", "then": "reject"})
         assert resp.status == 400
         assert "rejected after writing" in await resp.text()
@@ -160,7 +149,7 @@ async def test_an_http_error_rolls_back_and_a_redirect_commits(project: Path) ->
 
 
 async def test_an_unhandled_unique_violation_is_a_409_not_a_500(project: Path) -> None:
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         assert (await client.post("/notes/add", params={"text": "twice"})).status == 201
         resp = await client.post("/notes/add", params={"text": "twice"})
         assert resp.status == 409
@@ -222,7 +211,7 @@ async def test_an_error_page_that_queries_gives_its_connection_back(
         context_processors = [note_count]
     """
     files = {**FILES, "PKG/site.py": site_py, "PKG/templates/404.html": "{{ notes }} notes"}
-    async with started(make_project(files, apps=["home", "notes"])) as client:
+    async with site_with_tables(make_project(files, apps=["home", "notes"])) as client:
         pool = database_of(client.app).engine.sync_engine.pool
         for _ in range(3):
             resp = await client.get("/no/such/page")
@@ -237,7 +226,7 @@ async def test_a_request_that_waits_too_long_for_a_connection_gets_503(
     monkeypatch.setenv("AIOSITE_DATABASE__POOL_SIZE", "1")
     monkeypatch.setenv("AIOSITE_DATABASE__MAX_OVERFLOW", "0")
     monkeypatch.setenv("AIOSITE_DATABASE__POOL_TIMEOUT", "0.2")
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         holder = asyncio.ensure_future(client.get("/notes/hold", params={"seconds": "1.5"}))
         await asyncio.sleep(0.5)  # the holder has the only connection by now
         resp = await client.get("/notes/count")
@@ -320,7 +309,7 @@ async def test_a_database_that_goes_away_gives_503_and_the_site_recovers(
     await proxy.start()
     url = database.url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
     monkeypatch.setenv("AIOSITE_DATABASE__URL", url)
-    async with started(project) as client:
+    async with site_with_tables(project) as client:
         assert await count_rows(client) == 0
         await proxy.stop()
         # A pooled connection dies mid-request, then new connections are refused.
@@ -341,7 +330,10 @@ async def test_a_database_that_goes_away_gives_503_and_the_site_recovers(
 async def test_sqlite_connections_enforce_foreign_keys_and_use_wal(
     project: Path, database: TestDatabase
 ) -> None:
-    async with started(project) as client, database_of(client.app).engine.connect() as connection:
+    async with (
+        site_with_tables(project) as client,
+        database_of(client.app).engine.connect() as connection,
+    ):
         if database.backend == "sqlite":
             assert (await connection.execute(text("PRAGMA foreign_keys"))).scalar() == 1
             mode = (await connection.execute(text("PRAGMA journal_mode"))).scalar()

@@ -8,8 +8,6 @@ gets one request id, its finalizers and the site's error pages.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,9 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from aiosite import NoReverseMatch, database_of, load_site, url_for
-from aiosite.db.models import site_metadata
-from aiosite.keys import APPS
-from tests.conftest import ProjectFactory, TestDatabase, site_client
+from tests.conftest import ProjectFactory, TestDatabase, site_client, site_with_tables
 
 Client = TestClient[web.Request, web.Application]
 
@@ -340,14 +336,6 @@ async def test_outer_mode_keeps_the_error_pages_of_mounted_routes(
         assert await resp.text() == "site 404 for /static/home/missing.css"
 
 
-@contextlib.asynccontextmanager
-async def started_with_tables(root: Path, env: str = "test") -> AsyncIterator[Client]:
-    async with site_client(root, env) as client:
-        async with database_of(client.app).engine.begin() as connection:
-            await connection.run_sync(site_metadata(client.app[APPS]).create_all)
-        yield client
-
-
 @pytest.fixture
 def setup_project(make_project: ProjectFactory, database: TestDatabase) -> Path:
     files = {
@@ -363,7 +351,7 @@ def setup_project(make_project: ProjectFactory, database: TestDatabase) -> Path:
 async def test_a_route_added_in_setup_gets_error_pages_and_finalizers(
     setup_project: Path,
 ) -> None:
-    async with started_with_tables(setup_project) as client:
+    async with site_with_tables(setup_project) as client:
         resp = await client.get("/extra/missing")
         assert resp.status == 404
         assert await resp.text() == "site 404 for /extra/missing: no such extra"
@@ -389,7 +377,7 @@ async def test_a_route_added_in_setup_gets_error_pages_and_finalizers(
 
 @pytest.mark.db_backends("sqlite")
 async def test_a_sub_application_added_in_setup_gets_error_pages(setup_project: Path) -> None:
-    async with started_with_tables(setup_project) as client:
+    async with site_with_tables(setup_project) as client:
         resp = await client.get("/sub/ok")
         assert resp.status == 200
         assert await resp.text() == resp.headers["X-Request-ID"]
@@ -409,7 +397,7 @@ async def test_a_sub_application_added_in_setup_gets_error_pages(setup_project: 
 async def test_a_route_added_in_setup_that_raises_gets_the_500_page_in_production(
     setup_project: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async with started_with_tables(setup_project, "production") as client:
+    async with site_with_tables(setup_project, "production") as client:
         resp = await client.get("/extra/boom")
         assert resp.status == 500
         body = await resp.text()

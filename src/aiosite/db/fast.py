@@ -53,6 +53,8 @@ class _Compiled:
     sql: str
     names: tuple[str, ...]
     defaults: Mapping[str, Any]
+    # One driver argument per name: the fixed values, None where a call fills in.
+    template: tuple[Any, ...]
     # The names a call may pass: the statement's own bindparams, not the anonymous
     # ones SQLAlchemy makes for values written into it (``.limit(2)``), which are fixed.
     parameters: frozenset[str]
@@ -68,13 +70,10 @@ class _Compiled:
         if len(params) != len(self.required):
             return self._checked_arguments(params)
         # The common call passes exactly the statement's parameters: no set arithmetic.
-        arguments = [self.defaults.get(name) for name in self.names] if self.defaults else []
+        arguments = list(self.template)
         try:
-            if arguments:
-                for index, name in self.required:
-                    arguments[index] = params[name]
-            else:
-                arguments = [params[name] for _, name in self.required]
+            for index, name in self.required:
+                arguments[index] = params[name]
         except KeyError:
             return self._checked_arguments(params)
         for index, process in self.bind_processors:
@@ -155,6 +154,7 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
             "in the statement, or give the columns a server_default"
         )
     names = tuple(compiled.positiontup or ())
+    defaults = {n: v for n, v in compiled.params.items() if not binds[n].required}
     processors = []
     result_processors = []
     # Only the driver path converts values itself; through SQLAlchemy (SQLite) the
@@ -177,7 +177,8 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
     return _Compiled(
         sql=compiled.string,
         names=names,
-        defaults={n: v for n, v in compiled.params.items() if not binds[n].required},
+        defaults=defaults,
+        template=tuple(defaults.get(name) for name in names),
         parameters=frozenset(n for n in names if not binds[n].unique),
         required=tuple((i, n) for i, n in enumerate(names) if binds[n].required),
         bind_processors=tuple(processors),

@@ -55,7 +55,7 @@ class Core:
         self.new_id = RequestIdFactory()
         self.outer = False
         self._wrapped: set[Handler] = set()
-        self._fallback: _Fallback | None = None
+        self._fallback = _Fallback(self, self.wrap(_no_route))
 
     def wrap(self, handler: Handler | type[web.View]) -> Handler:
         """``handler`` with the core logic around it (for a route aiosite adds)."""
@@ -116,17 +116,15 @@ class Core:
         The fallback is registered now, since a site mounted as a sub-application is
         frozen as soon as it is added; startup moves it behind routes added since.
         """
-        self._fallback = _Fallback(self, self.wrap(_no_route))
         app.router.register_resource(self._fallback)
         app.on_startup.append(self.startup)
 
     async def startup(self, app: web.Application) -> None:
         """Choose how the core runs, once every route and middleware is in place."""
         router = app.router
-        if self._fallback is not None:
-            # Last in its index bucket again: behind "/" and "/{name}" routes added later.
-            router.unindex_resource(self._fallback)
-            router.index_resource(self._fallback)
+        # Last in its index bucket again: behind "/" and "/{name}" routes added later.
+        router.unindex_resource(self._fallback)
+        router.index_resource(self._fallback)
         foreign = [
             resource
             for resource in router.resources()
