@@ -85,8 +85,12 @@ def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pr
             if not app_list:
                 default_yaml = default_yaml.replace("apps:\n  []", "apps: []")
         (root / "config" / "default.yaml").write_text(default_yaml.replace("PKG", package))
-        envs = {"development": "debug: true\n", "test": "{}\n", "production": "{}\n"}
+        # Production refuses to start without a secret key of its own.
+        production_key = f"security:\n  secret_key: {uuid.uuid4().hex}{uuid.uuid4().hex}\n"
+        envs = {"development": "debug: true\n", "test": "{}\n", "production": production_key}
         envs.update(env_yaml or {})
+        if "security" not in envs["production"] and envs["production"].strip() != "{}":
+            envs["production"] = production_key + envs["production"]
         for name, text in envs.items():
             (root / "config" / f"{name}.yaml").write_text(text.replace("PKG", package))
         all_files: dict[str, str] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -53,7 +54,7 @@ def _aiosite(name: str, prefix: str, tests: tuple[str, ...]) -> Implementation:
         (*_AIOSITE, "--host", "127.0.0.1", "--port", "{port}"),
         prefix,
         tests,
-        # AIOSITE_DATABASE__URL is filled in from the database URL at start.
+        # AIOSITE_DATABASE__URL and AIOSITE_SECURITY__SECRET_KEY are filled in at start.
         {"AIOSITE_ENV": "production"},
     )
 
@@ -188,6 +189,9 @@ def server_env(impl: Implementation, dsn: str) -> dict[str, str]:
     env["TFB_DATABASE_URL"] = dsn
     if "AIOSITE_ENV" in impl.env:
         env["AIOSITE_DATABASE__URL"] = dsn
+        # A production site refuses to start without a secret key of its own; the
+        # benchmark keeps no sessions, so a new one each start costs nothing.
+        env["AIOSITE_SECURITY__SECRET_KEY"] = secrets.token_urlsafe(50)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

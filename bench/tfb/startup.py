@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -52,7 +53,8 @@ def blog_case(python: str, root: Path) -> Case:
     shutil.copytree(
         BLOG, copy, ignore=shutil.ignore_patterns("var", "__pycache__", "*.sqlite3", ".*_cache")
     )
-    env = clean_env(AIOSITE_ENV="production")
+    # Production refuses to start without a secret key of its own.
+    env = clean_env(AIOSITE_ENV="production", AIOSITE_SECURITY__SECRET_KEY=secrets.token_urlsafe(50))
     aiosite = [python, "-m", "aiosite", "--project", str(copy)]
     subprocess.run([*aiosite, "db", "migrate"], cwd=copy, env=env, check=True, capture_output=True)
     return Case(

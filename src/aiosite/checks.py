@@ -1,16 +1,24 @@
-"""``aiosite check``: problems a site would otherwise show only at run time."""
+"""``aiosite check``: problems a site would otherwise show only at run time.
+
+``check --deploy`` adds the deployment checks: settings that are fine on a developer's
+machine and dangerous on a public site (docs/deployment-checks.md lists them). Each
+problem is one line that starts with the setting's key and ends with what to do.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import jinja2
 from aiohttp import web
 
+from aiosite.apps import load_apps
 from aiosite.exceptions import AiositeError
 from aiosite.keys import APPS, TEMPLATES
-from aiosite.settings import Settings
+from aiosite.settings import INSECURE_KEY_PREFIX, Settings, hide_password, secret_key_problem
 from aiosite.site import create_site
 
 
@@ -23,13 +31,25 @@ class Problem:
         return f"{self.level}: {self.message}"
 
 
-def run_checks(settings: Settings) -> list[Problem]:
-    """Build the site from ``settings`` and inspect its apps, routes and templates."""
+def run_checks(settings: Settings, *, deploy: bool = False) -> list[Problem]:
+    """Build the site from ``settings`` and inspect its apps, routes and templates;
+    with ``deploy``, first check that the settings are fit for a public site."""
+    found = deploy_checks(settings) if deploy else []
     try:
         app = create_site(settings)
     except AiositeError as exc:
-        return [Problem("error", line) for line in str(exc).splitlines()]
-    return [*_check_templates(app), *_check_namespaces(app)]
+        built = [Problem("error", line) for line in str(exc).splitlines()]
+        # The site refuses to build over some settings the deployment checks have named
+        # already (a public site's secret key, uploads.media_root): one line per key.
+        named = {_key_of(problem) for problem in found if problem.level == "error"}
+        return [*found, *(p for p in built if _key_of(p) not in named)]
+    return [*found, *_check_templates(app), *_check_namespaces(app)]
+
+
+def _key_of(problem: Problem) -> str:
+    """The dotted settings key a message starts with (``security.secret_key: ...``)."""
+    head = problem.message.partition(": ")[0]
+    return head if "." in head and " " not in head else ""
 
 
 def _check_templates(app: web.Application) -> list[Problem]:
@@ -69,3 +89,186 @@ def _check_namespaces(app: web.Application) -> list[Problem]:
                     )
                 )
     return problems
+
+
+# --- check --deploy -------------------------------------------------------------------
+
+# Names that reach only this machine: a public site answering nothing else is unreachable.
+_LOCAL_HOSTS = frozenset({"localhost", ".localhost", "127.0.0.1", "[::1]", "::1"})
+_HOSTS_EXAMPLE = "e.g. allowed_hosts: [example.com, www.example.com]"
+# OWASP's weakest recommended argon2id parameters: 7 MiB with 5 passes ... 46 MiB with 1;
+# memory times passes stays above about 35 MiB in all of them.
+_MIN_HASHER_MEMORY = 7168
+_MIN_HASHER_WORK = 35_840
+
+
+def deploy_checks(settings: Settings) -> list[Problem]:
+    """What makes ``settings`` unfit for a public site: errors first, then warnings."""
+    return [*_errors(settings), *_warnings(settings)]
+
+
+def _errors(settings: Settings) -> Iterator[Problem]:
+    file = f"config/{settings.env}.yaml"
+    if settings.debug.enabled:
+        yield Problem(
+            "error",
+            "debug.enabled: on; every visitor would see tracebacks, settings and the debug "
+            f"toolbar: set debug: false in {file}",
+        )
+    key_problem = secret_key_problem(settings)
+    if key_problem is not None:
+        yield Problem("error", key_problem)
+    for index, old in enumerate(settings.security.secret_key_fallbacks):
+        if old.get_secret_value().startswith(INSECURE_KEY_PREFIX):
+            yield Problem(
+                "error",
+                f"security.secret_key_fallbacks: item {index} is a development key "
+                f"({INSECURE_KEY_PREFIX}...), which anyone with the project's code can use "
+                "to forge sessions: remove it",
+            )
+    yield from _allowed_hosts(settings.security.allowed_hosts, file)
+    yield from _session_cookie(settings)
+    yield from _media_root(settings)
+
+
+def _allowed_hosts(hosts: list[str], file: str) -> Iterator[Problem]:
+    if not hosts:
+        yield Problem(
+            "error",
+            "security.allowed_hosts: empty, so every request gets 400: list the site's host "
+            f"names in {file}, {_HOSTS_EXAMPLE}",
+        )
+    elif "*" in hosts:
+        yield Problem(
+            "error",
+            'security.allowed_hosts: "*" accepts any Host header, which lets others point '
+            "their names at the site and poison links and caches built from it: list the "
+            f"site's host names instead, {_HOSTS_EXAMPLE}",
+        )
+    elif all(_is_local_host(host) for host in hosts):
+        yield Problem(
+            "error",
+            f"security.allowed_hosts: only local names ({', '.join(hosts)}), so visitors who "
+            f"use the site's domain get 400: list its host names in {file}, {_HOSTS_EXAMPLE}",
+        )
+
+
+def _is_local_host(host: str) -> bool:
+    return host in _LOCAL_HOSTS or host.endswith(".localhost") or host.startswith("127.")
+
+
+def _session_cookie(settings: Settings) -> Iterator[Problem]:
+    session = settings.session
+    # The rule of the sessions battery: null means Secure outside development and test.
+    secure = session.cookie_secure if session.cookie_secure is not None else not settings.is_local
+    if not secure:
+        if session.cookie_secure is None:
+            why = f"null, which is off in the {settings.env!r} environment"
+            fix = "deploy with an environment other than development and test, where null is on"
+        else:
+            why = "false"
+            fix = "set it to true (or remove it: null is on outside development and test)"
+        yield Problem(
+            "error",
+            f"session.cookie_secure: {why}, so the session cookie would also travel over "
+            f"plain HTTP, where anyone on the network can steal it: {fix}, and serve the "
+            "site over HTTPS",
+        )
+    if session.cookie_samesite == "None" and not secure:
+        yield Problem(
+            "error",
+            "session.cookie_samesite: None without a Secure cookie; browsers drop such "
+            "cookies, so no session survives a request: use Lax (the default) or make the "
+            "cookie Secure",
+        )
+
+
+def _media_root(settings: Settings) -> Iterator[Problem]:
+    media = settings.media_root.resolve()
+    try:
+        registry = load_apps(settings)
+    except AiositeError:
+        return  # the site's own checks report why the apps do not load
+    for kind, served in (
+        ("static", "served to anyone as a static file"),
+        ("templates", "rendered as a template"),
+    ):
+        for folder in registry.search_path(kind):
+            if media.is_relative_to(folder.resolve()):
+                yield Problem(
+                    "error",
+                    f"uploads.media_root: {_shown(media, settings.project_dir)} is inside the "
+                    f"{kind} folder {_shown(folder, settings.project_dir)}, so an uploaded "
+                    f"file could be {served}: keep uploads outside, e.g. media_root: var/media",
+                )
+
+
+def _shown(path: Path, project_dir: Path) -> str:
+    resolved = path.resolve()
+    if resolved.is_relative_to(project_dir):
+        return str(resolved.relative_to(project_dir))
+    return str(resolved)
+
+
+def _warnings(settings: Settings) -> Iterator[Problem]:
+    file = f"config/{settings.env}.yaml"
+    security = settings.security
+    if security.hsts_seconds == 0:
+        yield Problem(
+            "warning",
+            "security.hsts_seconds: 0, so browsers are not told to use HTTPS only; once the "
+            "whole site is served over HTTPS, set it to 31536000 (a year), or remove it",
+        )
+    policy = (security.content_security_policy or "").strip()
+    if not policy:
+        yield Problem(
+            "warning",
+            "security.content_security_policy: empty, so an injected script runs unhindered: "
+            "remove the setting to send aiosite's default policy, or write one for the site",
+        )
+    if security.frame_options is None and "frame-ancestors" not in policy.lower():
+        yield Problem(
+            "warning",
+            "security.frame_options: null and the content security policy has no "
+            "frame-ancestors, so other sites may show these pages in a frame (clickjacking): "
+            "set frame_options: DENY (or SAMEORIGIN), or add frame-ancestors 'none' to the policy",
+        )
+    if not security.trust_proxy_headers and settings.server.host in {"127.0.0.1", "localhost"}:
+        yield Problem(
+            "warning",
+            f"security.trust_proxy_headers: false while server.host is {settings.server.host}, "
+            "so visitors reach the site through a proxy on this machine, yet it takes every "
+            "request for plain HTTP and never sends HSTS: if the proxy sets X-Forwarded-Proto "
+            "(nginx: proxy_set_header X-Forwarded-Proto $scheme), set trust_proxy_headers: "
+            f"true in {file}",
+        )
+    database = settings.database
+    if database.url.startswith("sqlite"):
+        yield Problem(
+            "warning",
+            f"database.url: SQLite ({hide_password(database.url)}) lets one request write at "
+            "a time and lives on one machine: use PostgreSQL, passing "
+            "AIOSITE_DATABASE__URL=postgresql://USER:PASSWORD@HOST:5432/DBNAME",
+        )
+    if database.echo:
+        yield Problem(
+            "warning",
+            "database.echo: on, so every SQL statement and its parameters (personal data, "
+            f"password hashes) go to the log: set echo: false in {file}",
+        )
+    if not settings.server.access_log:
+        yield Problem(
+            "warning",
+            "server.access_log: off, so requests leave no trace to investigate an incident "
+            f"with: set access_log: true in {file}, unless the proxy in front logs them",
+        )
+    hasher = settings.auth.hasher
+    work = hasher.memory_cost * hasher.time_cost
+    if hasher.memory_cost < _MIN_HASHER_MEMORY or work < _MIN_HASHER_WORK:
+        yield Problem(
+            "warning",
+            f"auth.hasher: time_cost {hasher.time_cost} with memory_cost {hasher.memory_cost} "
+            "KiB is below OWASP's minimum for argon2id (time_cost 2 with 19456 KiB), so a "
+            "stolen password table is quick to crack: remove auth.hasher from the settings "
+            "of this environment (the defaults are strong; fast ones belong in test.yaml)",
+        )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from aiosite.apps import AppRegistry
     from aiosite.db.engine import Database
     from aiosite.debug.blocking import BlockDetector
+    from aiosite.sessions import SessionStore
     from aiosite.settings import Settings
     from aiosite.web.errors import Core
     from aiosite.web.routing import SiteRoutes, UrlReverser
@@ -30,6 +31,23 @@ RequestFinalizer = Callable[[BaseException | None], Awaitable[None]]
 # The HTTP error an exception a battery knows means for the client (a database that is
 # down: 503), or None; asked by the core before it answers 500.
 ErrorTranslator = Callable[[BaseException], web.HTTPException | None]
+# Run by the core before the handler of every request (allowed hosts, CSRF): a hook
+# refuses the request by raising an HTTPException. A hook returns None, or an awaitable
+# when it has async work to do for this request, so that the common case awaits nothing.
+RequestHook = Callable[[web.Request], Awaitable[None] | None]
+# Run by the core on every response it returns, error pages and redirects included,
+# unless the handler prepared (started sending) the response itself: security headers,
+# saving the browser session. Returns None or an awaitable, like a RequestHook.
+ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None] | None]
+
+# aiosite.security's check of a submitted CSRF token, for a battery that reads the request
+# body itself (uploads): raises HTTPForbidden when the token is not this session's.
+CsrfCheck = Callable[[web.Request, str | None], Awaitable[None]]
+# A handler attribute: the handler reads its request body as a stream (file uploads), so
+# nothing may read the body before it. On such a route the CSRF hook cannot read a form
+# field; for a multipart body without the token header it sets CSRF_PENDING instead, and
+# the body reader checks the form's first field with CSRF_CHECK before storing anything.
+STREAMS_BODY = "aiosite_streams_body"
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("aiosite.settings")
 # The per-request core (request ids, finalizers, error pages) around every handler.
@@ -41,11 +59,14 @@ URLS: web.AppKey[UrlReverser] = web.AppKey("aiosite.urls")
 ROUTES: web.AppKey[SiteRoutes] = web.AppKey("aiosite.routes")
 BLOCK_DETECTOR: web.AppKey[BlockDetector] = web.AppKey("aiosite.block_detector")
 DATABASE: web.AppKey[Database] = web.AppKey("aiosite.database")
+SESSION_STORE: web.AppKey[SessionStore] = web.AppKey("aiosite.session_store")
+CSRF_CHECK: web.AppKey[CsrfCheck] = web.AppKey("aiosite.csrf_check")
 ERROR_TRANSLATORS: web.AppKey[list[ErrorTranslator]] = web.AppKey("aiosite.error_translators")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("aiosite.request_id")
 # The request's database session, created by the first db_session(request) call.
 DB_SESSION: web.RequestKey[AsyncSession] = web.RequestKey("aiosite.db_session")
+CSRF_PENDING: web.RequestKey[bool] = web.RequestKey("aiosite.csrf_pending")
 REQUEST_FINALIZERS: web.RequestKey[list[RequestFinalizer]] = web.RequestKey(
     "aiosite.request_finalizers"
 )

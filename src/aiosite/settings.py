@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -137,6 +145,149 @@ class DatabaseSettings(Section):
             yield name, hide_password(value) if name == "url" else value
 
 
+# The prefix `aiosite new` gives the keys it writes into development.yaml and test.yaml:
+# a site outside those environments refuses to start with such a key.
+INSECURE_KEY_PREFIX = "aiosite-insecure-"
+# Environments run on a developer's machine or CI, where development keys, plain-HTTP
+# cookies and debug pages are allowed; every other environment is treated as production.
+LOCAL_ENVS = frozenset({"development", "test"})
+MIN_SECRET_KEY_LENGTH = 32
+
+
+class SecuritySettings(Section):
+    """Secrets, allowed hosts, CSRF and the security headers (docs/security.md)."""
+
+    # Encrypts session cookies and signs what must not be forged. Pass it in production
+    # as AIOSITE_SECURITY__SECRET_KEY; `aiosite new` writes a development one.
+    secret_key: SecretStr | None = None
+    # Earlier keys, still accepted for reading (sessions made before a key change).
+    secret_key_fallbacks: list[SecretStr] = Field(default_factory=list)
+    # Host names the site answers; others get 400. ".example.com" matches the domain
+    # and its subdomains; "*" matches any host (never in production).
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"])
+    # Trust X-Forwarded-Proto from the proxy in front (nginx) to tell HTTPS requests.
+    trust_proxy_headers: bool = False
+    # Origins (scheme://host[:port]) other than the site's own allowed to POST to it.
+    csrf_trusted_origins: list[str] = Field(default_factory=list)
+    # Sent with every HTML response; null or "" sends none.
+    content_security_policy: str | None = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
+    frame_options: Literal["DENY", "SAMEORIGIN"] | None = "DENY"
+    referrer_policy: str | None = "same-origin"
+    # Strict-Transport-Security, sent with HTTPS responses only; 0 sends none.
+    hsts_seconds: int = Field(default=31_536_000, ge=0)
+    hsts_include_subdomains: bool = False
+    hsts_preload: bool = False
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _lower_hosts(cls, value: list[str]) -> list[str]:
+        hosts = [host.strip().lower() for host in value]
+        for host in hosts:
+            # A port outside IPv6's brackets, a scheme or a path: the Host header is
+            # compared without its port, so such an entry would never match.
+            if not host or "/" in host or ":" in host.rpartition("]")[2]:
+                raise ValueError(
+                    f"{host!r} is not a host name; write it without scheme or port, "
+                    "e.g. example.com, .example.com (with its subdomains) or [::1]"
+                )
+        return hosts
+
+    @field_validator("csrf_trusted_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            scheme, sep, rest = origin.partition("://")
+            if not sep or scheme not in {"http", "https"} or not rest or "/" in rest:
+                raise ValueError(
+                    f"{origin!r} is not an origin; write scheme://host[:port], "
+                    "e.g. https://example.com"
+                )
+        return [origin.lower() for origin in value]
+
+
+class SessionSettings(Section):
+    """Browser sessions (aiohttp-session): an encrypted cookie, or Redis."""
+
+    backend: Literal["cookie", "redis"] = "cookie"
+    cookie_name: str = Field(default="aiosite_session", pattern=r"^[A-Za-z0-9_.-]+$")
+    # Seconds a session lives after its last change; null: until the browser closes
+    # (Redis keeps such sessions for redis_ttl).
+    max_age: int | None = Field(default=14 * 24 * 3600, gt=0)
+    # null: Secure outside development and test, i.e. sent over HTTPS only.
+    cookie_secure: bool | None = None
+    cookie_samesite: Literal["Lax", "Strict", "None"] = "Lax"
+    cookie_domain: str | None = None
+    cookie_path: str = "/"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Seconds Redis keeps a session with no max_age.
+    redis_ttl: int = Field(default=14 * 24 * 3600, gt=0)
+    redis_prefix: str = "aiosite:session:"
+
+
+class PasswordHasherSettings(Section):
+    """argon2id parameters; a stored hash made with others is rehashed at login."""
+
+    time_cost: int = Field(default=3, ge=1)
+    memory_cost: int = Field(default=65_536, ge=8)  # KiB
+    parallelism: int = Field(default=4, ge=1)
+
+
+class AuthSettings(Section):
+    """aiosite.contrib.auth: users, login, permissions (docs/auth.md)."""
+
+    # A route name or a path: where login_required sends anonymous users.
+    login_url: str = "auth:login"
+    login_redirect: str = "/"
+    logout_redirect: str = "/"
+    # Whether anyone may sign up at /auth/register.
+    registration: bool = True
+    password_min_length: int = Field(default=8, ge=1)
+    hasher: PasswordHasherSettings = PasswordHasherSettings()
+    # Failed logins allowed in throttle_window seconds, per account and per client IP.
+    throttle_account: int = Field(default=5, ge=1)
+    throttle_ip: int = Field(default=20, ge=1)
+    throttle_window: int = Field(default=900, ge=1)
+
+
+class UploadSettings(Section):
+    """File uploads stored under media_root (docs/uploads.md)."""
+
+    # Relative to the project directory; never inside a static folder.
+    media_root: Path = Path("var/media")
+    # The largest upload a route accepts unless it sets its own (bytes).
+    max_size: int = Field(default=10 * 1024**2, gt=0)
+    # Content types accepted unless a route names its own; "image/*" for a family.
+    allowed_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/webp",
+            "application/pdf",
+            "text/plain",
+        ]
+    )
+    # Files one request may upload, unless a route sets its own.
+    max_files: int = Field(default=10, gt=0)
+    # Text fields one upload form may carry (they are held in memory).
+    max_fields: int = Field(default=100, gt=0)
+
+    @field_validator("allowed_types")
+    @classmethod
+    def _media_types(cls, value: list[str]) -> list[str]:
+        for media_type in value:
+            kind, sep, subtype = media_type.partition("/")
+            if not sep or not kind or not subtype or kind == "*" or ";" in media_type:
+                raise ValueError(
+                    f"{media_type!r} is not a content type; write type/subtype, e.g. "
+                    "image/png, or type/* for a family, e.g. image/*"
+                )
+        return [media_type.strip().lower() for media_type in value]
+
+
 # Drivers aiosite picks when a URL names none; `postgres://` is Heroku's spelling.
 _DEFAULT_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -201,6 +352,10 @@ class Settings(BaseSettings):
     templates: TemplateSettings = TemplateSettings()
     logging: LoggingSettings = LoggingSettings()
     database: DatabaseSettings = DatabaseSettings()
+    security: SecuritySettings = SecuritySettings()
+    session: SessionSettings = SessionSettings()
+    auth: AuthSettings = AuthSettings()
+    uploads: UploadSettings = UploadSettings()
 
     @model_validator(mode="before")
     @classmethod
@@ -226,9 +381,39 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
     @property
+    def is_local(self) -> bool:
+        """Development or test: not a site the public reaches."""
+        return self.env in LOCAL_ENVS
+
+    @property
+    def media_root(self) -> Path:
+        return self.project_dir / self.uploads.media_root
+
+    @property
     def templates_auto_reload(self) -> bool:
         auto = self.templates.auto_reload
         return self.debug.enabled if auto is None else auto
+
+
+def secret_key_problem(settings: Settings) -> str | None:
+    """What is wrong with the secret key for a public site, or None."""
+    key = settings.security.secret_key
+    where = "set it in AIOSITE_SECURITY__SECRET_KEY"
+    make = 'python -c "import secrets; print(secrets.token_urlsafe(50))"'
+    if key is None or not key.get_secret_value().strip():
+        return f"security.secret_key: missing; {where} (make one with {make})"
+    value = key.get_secret_value()
+    if value.startswith(INSECURE_KEY_PREFIX):
+        return (
+            f"security.secret_key: a development key ({INSECURE_KEY_PREFIX}...); "
+            f"{where} to a new one (make one with {make})"
+        )
+    if len(value) < MIN_SECRET_KEY_LENGTH or len(set(value)) < 5:
+        return (
+            f"security.secret_key: too weak (under {MIN_SECRET_KEY_LENGTH} characters or "
+            f"too few different ones); {where} to a new one (make one with {make})"
+        )
+    return None
 
 
 def current_env(environ: Mapping[str, str] | None = None) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from aiosite import db, debug
+from aiosite import db, debug, security, sessions, uploads
 from aiosite.apps import ensure_importable, load_apps
 from aiosite.keys import APPS, CORE, ROUTES, SETTINGS
 from aiosite.settings import Settings, load_settings
@@ -32,6 +32,11 @@ def create_site(settings: Settings) -> web.Application:
     app[ROUTES] = routing.mount_apps(app, registry)
     static.setup(app, settings, registry)
     db.setup(app, settings)
+    # Sessions before security: the CSRF check reads the session the sessions hook
+    # attaches; security puts its allowed-hosts check ahead of every other hook.
+    sessions.setup(app, settings)
+    security.setup(app, settings)
+    uploads.setup(app, settings)
     debug.setup(app, settings)
     for loaded in registry:
         if loaded.config.setup is not None:

@@ -6,6 +6,7 @@ import datetime
 import importlib
 import re
 import sys
+import textwrap
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,8 +15,14 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
-from aiosite import CommandError, load_settings, load_site
+from aiosite import CommandError, ImproperlyConfigured, load_settings, load_site
 from aiosite.scaffold import add_app
+from aiosite.settings import (
+    INSECURE_KEY_PREFIX,
+    SecuritySettings,
+    SessionSettings,
+    UploadSettings,
+)
 from tests.cli_runner import Result, invoke, one_line_error
 
 Run = Callable[..., Result]
@@ -112,11 +119,93 @@ def test_new_settings_per_environment(project: Path) -> None:
     assert not test.debug.enabled
     assert test.debug.detect_blocking
     assert not test.server.reload
+    assert test.auth.hasher.time_cost == 1  # fast password hashing in the tests
+    assert test.auth.hasher.memory_cost == 8
     production = load_settings(project, "production")
     assert not production.debug.enabled
     assert production.logging.format == "json"
     assert production.server.host == "127.0.0.1"  # 0.0.0.0 is a comment to opt into
     assert "# host: 0.0.0.0" in (project / "config/production.yaml").read_text()
+
+
+def test_new_writes_fresh_development_keys(run: Run, tmp_path: Path) -> None:
+    assert run("new", "othersite").code == 0
+    keys = []
+    for root in (tmp_path / "mysite", tmp_path / "othersite"):
+        if not root.exists():
+            assert run("new", root.name).code == 0
+        for env in ("development", "test"):
+            key = load_settings(root, env).security.secret_key
+            assert key is not None
+            keys.append(key.get_secret_value())
+        production = yaml.safe_load((root / "config/production.yaml").read_text())
+        assert "secret_key" not in production.get("security", {})
+    assert len(set(keys)) == 4, keys
+    for key in keys:
+        assert key.startswith(INSECURE_KEY_PREFIX)
+        assert len(key) >= len(INSECURE_KEY_PREFIX) + 50
+
+
+def test_new_documents_the_security_sections_with_the_defaults(project: Path) -> None:
+    default = yaml.safe_load((project / "config/default.yaml").read_text())
+    for section, model in (
+        ("security", SecuritySettings),
+        ("session", SessionSettings),
+        ("uploads", UploadSettings),
+    ):
+        assert model(**default[section]) == model(), section
+    assert set(default["security"]) >= {"allowed_hosts", "content_security_policy", "hsts_seconds"}
+    assert "aiosite.contrib.auth" in (project / "config/default.yaml").read_text()
+    assert "aiosite.contrib.auth" not in default["apps"]  # mentioned, not enabled
+
+
+async def test_new_production_needs_a_secret_key_of_its_own(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIOSITE_SECURITY__SECRET_KEY", raising=False)
+    with pytest.raises(ImproperlyConfigured, match="AIOSITE_SECURITY__SECRET_KEY"):
+        load_site(project, "production")
+    # The development key will not do either.
+    development = load_settings(project, "development").security.secret_key
+    assert development is not None
+    monkeypatch.setenv("AIOSITE_SECURITY__SECRET_KEY", development.get_secret_value())
+    with pytest.raises(ImproperlyConfigured, match="a development key"):
+        load_site(project, "production")
+    monkeypatch.setenv("AIOSITE_SECURITY__SECRET_KEY", "Zq3-" + "x8Rk2mPw" * 6)
+    async with TestClient(TestServer(load_site(project, "production"))) as client:
+        resp = await client.get("/")
+        assert resp.status == 200
+        assert "Welcome to Mysite" in await resp.text()
+
+
+async def test_base_template_shows_flash_messages_once(project: Path) -> None:
+    routes = project / "mysite/home/routes.py"
+    routes.write_text(
+        routes.read_text()
+        + textwrap.dedent(
+            """
+            from aiohttp import web
+            from aiosite.sessions import flash
+
+
+            async def saved(request: web.Request) -> web.Response:
+                await flash(request, "Saved <it>.", "success")
+                raise web.HTTPSeeOther("/")
+
+
+            routes.get("/saved", saved, name="saved")
+            """
+        )
+    )
+    async with TestClient(TestServer(load_site(project, "test"))) as client:
+        first = await client.get("/")
+        assert 'class="flashes"' not in await first.text()
+        # A visitor who was told nothing gets no session (base.html makes no CSRF token).
+        assert "Set-Cookie" not in first.headers
+        body = await (await client.get("/saved")).text()  # followed to /
+        assert '<p class="flash flash-success">Saved &lt;it&gt;.</p>' in body
+        again = await (await client.get("/")).text()
+        assert "Saved" not in again
 
 
 def test_new_prints_next_steps(run: Run, tmp_path: Path) -> None:

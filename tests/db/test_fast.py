@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from aiosite import ImproperlyConfigured, Prepared, fast_path, session_scope
 from aiosite.db.fast import FastConnection
+from aiosite.testing import csrf_headers
 from tests.conftest import (
     POSTGRESQL_URL,
     ProjectFactory,
@@ -203,7 +204,11 @@ def project_module(root: Path, name: str) -> ModuleType:
 
 
 async def add(client: Client, id: int, label: str, when: datetime = JAN_2) -> None:
-    resp = await client.post("/things/add", params={"id": id, "label": label, "when": str(when)})
+    resp = await client.post(
+        "/things/add",
+        params={"id": id, "label": label, "when": str(when)},
+        headers=await csrf_headers(client),
+    )
     assert resp.status == 201, await resp.text()
 
 
@@ -535,9 +540,10 @@ async def test_concurrent_overlapping_updates_do_not_deadlock(project: Path) -> 
             await session.execute(
                 insert(thing), [{"id": i, "label": "start", "when": JAN_2} for i in range(20000)]
             )
+        csrf = await csrf_headers(client)
         responses = await asyncio.gather(
             *(
-                client.post("/things/relabel", params={"seed": seed, "rows": touched})
+                client.post("/things/relabel", params={"seed": seed, "rows": touched}, headers=csrf)
                 for seed in range(20)
             )
         )
@@ -598,7 +604,9 @@ async def test_a_duplicate_primary_key_is_a_409_not_a_500(project: Path) -> None
     async with site_with_tables(project) as client:
         await add(client, 1, "a")
         resp = await client.post(
-            "/things/add", params={"id": 1, "label": "again", "when": str(JAN_2)}
+            "/things/add",
+            params={"id": 1, "label": "again", "when": str(JAN_2)},
+            headers=await csrf_headers(client),
         )
         assert resp.status == 409
         assert "conflicts with existing data" in await resp.text()

@@ -14,6 +14,7 @@ from sqlalchemy import event, text
 from aiosite import ImproperlyConfigured, database_of, load_site
 from aiosite.db.models import site_metadata
 from aiosite.keys import APPS
+from aiosite.testing import csrf_headers
 from tests.conftest import ProjectFactory, TestDatabase, site_with_tables
 
 MODELS = """
@@ -120,16 +121,24 @@ async def test_a_route_without_the_database_checks_out_no_connection(project: Pa
 
 async def test_a_handler_that_returns_commits(project: Path) -> None:
     async with site_with_tables(project) as client:
-        resp = await client.post("/notes/add", params={"text": "kept"})
+        resp = await client.post(
+            "/notes/add", params={"text": "kept"}, headers=await csrf_headers(client)
+        )
         assert resp.status == 201
-        resp = await client.post("/notes/add-unflushed", params={"text": "also kept"})
+        resp = await client.post(
+            "/notes/add-unflushed", params={"text": "also kept"}, headers=await csrf_headers(client)
+        )
         assert resp.status == 201
         assert await count_rows(client) == 2
 
 
 async def test_a_handler_that_writes_then_raises_leaves_no_row(project: Path) -> None:
     async with site_with_tables(project) as client:
-        resp = await client.post("/notes/add", params={"text": "lost", "then": "fail"})
+        resp = await client.post(
+            "/notes/add",
+            params={"text": "lost", "then": "fail"},
+            headers=await csrf_headers(client),
+        )
         assert resp.status == 500
         assert await count_rows(client) == 0
         assert database_of(client.app).engine.sync_engine.pool.checkedout() == 0
@@ -137,12 +146,19 @@ async def test_a_handler_that_writes_then_raises_leaves_no_row(project: Path) ->
 
 async def test_an_http_error_rolls_back_and_a_redirect_commits(project: Path) -> None:
     async with site_with_tables(project) as client:
-        resp = await client.post("/notes/add", params={"text": "no", "then": "reject"})
+        resp = await client.post(
+            "/notes/add",
+            params={"text": "no", "then": "reject"},
+            headers=await csrf_headers(client),
+        )
         assert resp.status == 400
         assert "rejected after writing" in await resp.text()
         assert await count_rows(client) == 0
         resp = await client.post(
-            "/notes/add", params={"text": "yes", "then": "redirect"}, allow_redirects=False
+            "/notes/add",
+            params={"text": "yes", "then": "redirect"},
+            allow_redirects=False,
+            headers=await csrf_headers(client),
         )
         assert resp.status == 303
         assert await count_rows(client) == 1
@@ -150,12 +166,20 @@ async def test_an_http_error_rolls_back_and_a_redirect_commits(project: Path) ->
 
 async def test_an_unhandled_unique_violation_is_a_409_not_a_500(project: Path) -> None:
     async with site_with_tables(project) as client:
-        assert (await client.post("/notes/add", params={"text": "twice"})).status == 201
-        resp = await client.post("/notes/add", params={"text": "twice"})
+        assert (
+            await client.post(
+                "/notes/add", params={"text": "twice"}, headers=await csrf_headers(client)
+            )
+        ).status == 201
+        resp = await client.post(
+            "/notes/add", params={"text": "twice"}, headers=await csrf_headers(client)
+        )
         assert resp.status == 409
         assert "conflicts with existing data" in await resp.text()
         # Raised at commit, after the handler returned: the same answer.
-        resp = await client.post("/notes/add-unflushed", params={"text": "twice"})
+        resp = await client.post(
+            "/notes/add-unflushed", params={"text": "twice"}, headers=await csrf_headers(client)
+        )
         assert resp.status == 409
         assert await count_rows(client) == 1
 
@@ -322,7 +346,11 @@ async def test_a_database_that_goes_away_gives_503_and_the_site_recovers(
         assert resp.status == 200
         await proxy.start()
         assert await count_rows(client) == 0
-        assert (await client.post("/notes/add", params={"text": "back"})).status == 201
+        assert (
+            await client.post(
+                "/notes/add", params={"text": "back"}, headers=await csrf_headers(client)
+            )
+        ).status == 201
         assert await count_rows(client) == 1
     await proxy.stop()
 

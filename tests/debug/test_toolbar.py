@@ -92,7 +92,7 @@ async def test_exceptions_and_redirects_are_left_to_aiosite(make_project) -> Non
     ("env", "env_yaml"),
     [
         ("test", "{}\n"),
-        ("production", "{}\n"),
+        ("production", "security:\n  secret_key: " + "production-key-" * 4 + "\n"),
         ("development", "debug:\n  enabled: true\n  toolbar: false\n"),
     ],
 )

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
+
+from aiosite.scaffold import create_project
 
 pytestmark = pytest.mark.e2e
 
@@ -86,3 +94,52 @@ def test_new_project_migrates_its_database(tmp_path: Path) -> None:
     assert not list((project / "migrations" / "versions").glob("*.py"))
     checked = _run("-m", "aiosite", "db", "check", cwd=project)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _home_page(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+            return str(resp.read().decode())
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def test_new_project_in_production_needs_its_own_secret_key(tmp_path: Path) -> None:
+    project = create_project("livesite", tmp_path / "livesite")
+    run = ["-m", "livesite", "--env", "production", "run", "--no-reload"]
+
+    refused = _run(*run, "--port", str(_free_port()), cwd=project)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.stderr.startswith("error: security.secret_key: missing; set it in ")
+    assert "AIOSITE_SECURITY__SECRET_KEY" in refused.stderr
+
+    port = _free_port()
+    env = {**_env(), "AIOSITE_SECURITY__SECRET_KEY": secrets.token_urlsafe(50)}
+    # The server's own process group, so that stopping it stops anything it started.
+    server = subprocess.Popen(
+        [sys.executable, *run, "--port", str(port)],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        body = None
+        while body is None and server.poll() is None and time.monotonic() < deadline:
+            body = _home_page(port)
+            time.sleep(0.1)
+        assert body is not None, f"no answer (exit {server.poll()})"
+        assert "Welcome to Livesite" in body
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        _, err = server.communicate(timeout=TIMEOUT)
+    assert "Traceback" not in err.decode()

@@ -88,6 +88,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select, text
 
+from aiosite.testing import csrf_token
+
 from mysite.blog.models import Comment, Post
 
 
@@ -122,7 +124,8 @@ async def test_view_serves_a_row_committed_through_db(client, db):
 
 
 async def test_row_written_by_a_view_is_seen_through_db(db, client):
-    resp = await client.post("/posts", data={"title": "from the view"})
+    token = await csrf_token(client)
+    resp = await client.post("/posts", data={"title": "from the view", "csrf_token": token})
     assert resp.status == 201
     assert list(await db.scalars(select(Post.title))) == ["from the view"]
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from aiosite import NoReverseMatch, database_of, load_site, url_for
+from aiosite.testing import csrf_headers
 from tests.conftest import ProjectFactory, TestDatabase, site_client, site_with_tables
 
 Client = TestClient[web.Request, web.Application]
@@ -190,7 +191,7 @@ async def test_request_ids_without_a_middleware(project: Path) -> None:
             await client.get("/"),
             await client.get("/alice"),
             await client.get("/no/such/page"),
-            await client.post("/alice"),
+            await client.post("/alice", headers=await csrf_headers(client)),
             await client.get("/api/nowhere"),
             await client.get("/static/home/site.css"),
             await client.get("/static/home/missing.css"),
@@ -216,13 +217,13 @@ async def test_an_unknown_path_gets_the_sites_404_page(project: Path) -> None:
 
 async def test_a_wrong_method_gets_the_sites_405_page_with_allow(project: Path) -> None:
     async with site_client(project) as client:
-        resp = await client.post("/info/state")
+        resp = await client.post("/info/state", headers=await csrf_headers(client))
         assert resp.status == 405
         assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD"}
         assert "<h1>405</h1>" in await resp.text()
         resp = await client.get("/submit")  # /submit is POST-only; GET /{name} matches
         assert await resp.text() == "page submit"
-        resp = await client.delete("/submit")
+        resp = await client.delete("/submit", headers=await csrf_headers(client))
         assert resp.status == 405
         assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD", "POST"}
 
@@ -234,7 +235,7 @@ async def test_an_unknown_path_under_an_api_app_gets_json(project: Path) -> None
         assert await resp.json() == {
             "error": {"status": 404, "reason": "Not Found", "message": None}
         }
-        resp = await client.put("/api/items")
+        resp = await client.put("/api/items", headers=await csrf_headers(client))
         assert resp.status == 405
         assert resp.content_type == "application/json"
         assert (await resp.json())["error"]["status"] == 405
@@ -326,7 +327,7 @@ async def test_outer_mode_keeps_the_error_pages_of_mounted_routes(
     async with site_client(root) as client:
         resp = await client.get("/info/gone")
         assert await resp.text() == "site 404 for /info/gone: mounted and gone"
-        resp = await client.post("/info/state")
+        resp = await client.post("/info/state", headers=await csrf_headers(client))
         assert resp.status == 405
         assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD"}
         assert "<h1>405</h1>" in await resp.text()
@@ -357,10 +358,16 @@ async def test_a_route_added_in_setup_gets_error_pages_and_finalizers(
         assert await resp.text() == "site 404 for /extra/missing: no such extra"
         assert resp.headers["X-Request-ID"]
         # The request's session is committed once the handler returns...
-        resp = await client.post("/extra/notes", params={"text": "kept"})
+        resp = await client.post(
+            "/extra/notes", params={"text": "kept"}, headers=await csrf_headers(client)
+        )
         assert resp.status == 201
         # ...and rolled back when it raises.
-        resp = await client.post("/extra/notes", params={"text": "lost", "then": "fail"})
+        resp = await client.post(
+            "/extra/notes",
+            params={"text": "lost", "then": "fail"},
+            headers=await csrf_headers(client),
+        )
         assert resp.status == 500
         resp = await client.get("/extra/notes")
         body = await resp.json()
@@ -388,7 +395,7 @@ async def test_a_sub_application_added_in_setup_gets_error_pages(setup_project: 
         assert resp.status == 404
         assert await resp.text() == "site 404 for /sub/nothing/here"
         assert resp.headers["X-Request-ID"]
-        resp = await client.post("/sub/ok")
+        resp = await client.post("/sub/ok", headers=await csrf_headers(client))
         assert resp.status == 405
         assert "<h1>405</h1>" in await resp.text()
 

@@ -8,6 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from aiosite import load_site
+from aiosite.testing import csrf_headers
 from aiosite.web.logs import AccessLogger
 from tests.conftest import ProjectFactory, site_client
 
@@ -84,7 +85,7 @@ async def test_other_statuses_use_error_html(project) -> None:  # type: ignore[n
         resp = await client.get("/shop/teapot")
         assert resp.status == 403
         assert "<h1>403</h1>" in await resp.text()
-        resp = await client.post("/shop/boom")
+        resp = await client.post("/shop/boom", headers=await csrf_headers(client))
         assert resp.status == 405
         assert resp.headers["Allow"] == "GET,HEAD"
         assert "Method Not Allowed" in await resp.text()

@@ -6,6 +6,7 @@ import pytest
 from aiohttp import web
 
 from aiosite import ImproperlyConfigured, NoReverseMatch, Routes, load_site, url_for
+from aiosite.testing import csrf_headers
 from tests.conftest import ProjectFactory, site_client
 
 SHOP = {
@@ -90,14 +91,25 @@ async def test_methods_and_prefix(shop) -> None:  # type: ignore[no-untyped-def]
     async with site_client(shop) as client:
         assert await (await client.get("/shop/")).text() == "list"
         assert (await client.head("/shop/")).status == 200
-        assert (await client.post("/shop/item")).status == 201
-        assert await (await client.put("/shop/item/a")).text() == "put"
-        assert await (await client.patch("/shop/item/a")).text() == "patch"
-        assert (await client.delete("/shop/item/a")).status == 204
+        assert (await client.post("/shop/item", headers=await csrf_headers(client))).status == 201
+        assert (
+            await (await client.put("/shop/item/a", headers=await csrf_headers(client))).text()
+            == "put"
+        )
+        assert (
+            await (await client.patch("/shop/item/a", headers=await csrf_headers(client))).text()
+            == "patch"
+        )
+        assert (
+            await client.delete("/shop/item/a", headers=await csrf_headers(client))
+        ).status == 204
         assert await (await client.options("/shop/item")).text() == "options"
         assert await (await client.get("/shop/cart")).text() == "cart get"
-        assert await (await client.post("/shop/cart")).text() == "cart post"
-        resp = await client.delete("/shop/cart")
+        assert (
+            await (await client.post("/shop/cart", headers=await csrf_headers(client))).text()
+            == "cart post"
+        )
+        resp = await client.delete("/shop/cart", headers=await csrf_headers(client))
         assert resp.status == 405
 
 

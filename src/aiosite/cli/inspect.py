@@ -1,6 +1,8 @@
-"""``aiosite routes`` and ``aiosite check``: look at a project without serving it."""
+"""``aiosite routes`` and ``aiosite check [--deploy]``: look at a project without serving it."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 from aiohttp import hdrs, web
@@ -48,11 +50,27 @@ def route_rows(app: web.Application) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def check(ctx: typer.Context) -> None:
+def check(
+    ctx: typer.Context,
+    deploy: Annotated[
+        bool,
+        typer.Option(
+            "--deploy",
+            help="Also check the settings are fit for a public site (debug, secret key, "
+            "allowed hosts, cookies, headers); use with --env production.",
+        ),
+    ] = False,
+) -> None:
     """Validate settings, apps, routes and templates; exit 1 listing any problem."""
     state: CliState = ctx.obj
-    problems = run_checks(state.settings())
+    settings = state.settings()
+    problems = run_checks(settings, deploy=deploy)
     console = Console(highlight=False, soft_wrap=True)
+    if deploy and settings.is_local:
+        console.print(
+            f"note: these are the {settings.env!r} settings; check the ones you deploy "
+            "with `aiosite --env production check --deploy`"
+        )
     for problem in problems:
         colour = "red" if problem.level == "error" else "yellow"
         console.print(f"[{colour}]{problem.level}:[/] {escape(problem.message)}")

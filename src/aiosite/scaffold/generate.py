@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aiosite.exceptions import CommandError
 from aiosite.scaffold.apps_yaml import add_app
 from aiosite.scaffold.names import check_app_name, check_project_name
+from aiosite.settings import INSECURE_KEY_PREFIX
 
 FILES = Path(__file__).parent / "files"
 PROJECT_TEMPLATE = FILES / "project"
@@ -58,6 +60,12 @@ def _aiosite_version() -> str:
         return "0.1.0"
 
 
+def development_secret_key() -> str:
+    """A random key for development.yaml or test.yaml; its prefix makes any environment
+    other than development and test refuse it."""
+    return INSECURE_KEY_PREFIX + secrets.token_urlsafe(40)
+
+
 def create_project(name: str, directory: Path) -> Path:
     """Write the project ``name`` into ``directory`` (which must not exist or be empty)."""
     check_project_name(name)
@@ -75,6 +83,10 @@ def create_project(name: str, directory: Path) -> Path:
         "SITE_NAME": title(name),
         "DIST_NAME": name.replace("_", "-"),
         "AIOSITE_VERSION": _aiosite_version(),
+        # One key for each environment, new for each project: a key never goes from one
+        # checkout to another or from the tests to a running site.
+        "DEVELOPMENT_SECRET_KEY": development_secret_key(),
+        "TEST_SECRET_KEY": development_secret_key(),
     }
     render_tree(PROJECT_TEMPLATE, target, tokens)
     return target

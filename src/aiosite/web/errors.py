@@ -26,7 +26,15 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
-from aiosite.keys import ERROR_TRANSLATORS, REQUEST_FINALIZERS, ROUTES, SETTINGS, TEMPLATES
+from aiosite.keys import (
+    ERROR_TRANSLATORS,
+    REQUEST_FINALIZERS,
+    ROUTES,
+    SETTINGS,
+    TEMPLATES,
+    RequestHook,
+    ResponseHook,
+)
 from aiosite.web.request_id import HEADER, RequestIdFactory, request_id_for
 from aiosite.web.responses import json_response
 
@@ -54,6 +62,9 @@ class Core:
     def __init__(self) -> None:
         self.new_id = RequestIdFactory()
         self.outer = False
+        # Filled by batteries' setup (allowed hosts, CSRF, sessions, security headers).
+        self.request_hooks: list[RequestHook] = []
+        self.response_hooks: list[ResponseHook] = []
         self._wrapped: set[Handler] = set()
         self._fallback = _Fallback(self, self.wrap(_no_route))
 
@@ -74,6 +85,10 @@ class Core:
     async def serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request_id_for(request, self.new_id)
         try:
+            for check in self.request_hooks:
+                pending = check(request)
+                if pending is not None:
+                    await pending
             response = await handler(request)
             if REQUEST_FINALIZERS in request:
                 await finish_request(request, None)  # a failed commit lands below
@@ -85,7 +100,10 @@ class Core:
             else:
                 if exc.status < 400 or exc.content_type == "application/json":
                     exc.headers[HEADER] = request_id
-                    raise
+                    answer = await self.finish_response(request, exc)
+                    if answer is exc:
+                        raise
+                    return answer
                 response = await error_response(request, exc.status, exc)
             # Whatever rendering the page opened (a context processor's query).
             await finish_request(request, exc)
@@ -101,6 +119,24 @@ class Core:
         # itself (docs/errors-and-logging.md).
         if not response.prepared:
             response.headers[HEADER] = request_id
+            if self.response_hooks:
+                return await self.finish_response(request, response)
+        return response
+
+    async def finish_response(
+        self, request: web.Request, response: web.StreamResponse
+    ) -> web.StreamResponse:
+        """Run the response hooks; a hook that fails (a session store that is down)
+        turns the answer into the error page for its exception."""
+        try:
+            for hook in self.response_hooks:
+                pending = hook(request, response)
+                if pending is not None:
+                    await pending
+        except Exception as exc:
+            answer = await exception_response(request, exc)
+            answer.headers[HEADER] = response.headers.get(HEADER, "")
+            return answer
         return response
 
     def middleware(self) -> Middleware:

@@ -1,0 +1,84 @@
+"""aiosite.contrib.auth: users, login pages, permissions and commands (docs/auth.md).
+
+List it in ``apps:`` like any app, then write and apply its tables' migration
+(``aiosite db makemigrations -m auth``, ``aiosite db migrate``)::
+
+    apps:
+      - mysite.home
+      - aiosite.contrib.auth
+"""
+
+from aiosite import App
+
+from .commands import commands
+from .decorators import login_required, permission_required
+from .models import Group, LoginFailure, Permission, User
+from .passwords import Passwords, password_problem
+from .permissions import (
+    ACTIONS,
+    UnknownPermission,
+    add_to_group,
+    get_or_create_group,
+    get_permissions,
+    grant,
+    remove_from_group,
+    revoke,
+)
+from .redirects import safe_next
+from .state import auth_state, passwords_of, setup, site_permissions
+from .templating import has_perm_global, user_context
+from .users import (
+    CURRENT_USER,
+    AnonymousUser,
+    AnyUser,
+    authenticate,
+    current_user,
+    login,
+    logout,
+    set_password,
+    update_session_hash,
+    user_has_perm,
+)
+
+app = App(
+    "auth",
+    prefix="/auth",
+    context_processors=[user_context],
+    template_globals={"has_perm": has_perm_global},
+    commands=commands,
+    setup=setup,
+)
+
+__all__ = [
+    "ACTIONS",
+    "CURRENT_USER",
+    "AnonymousUser",
+    "AnyUser",
+    "Group",
+    "LoginFailure",
+    "Passwords",
+    "Permission",
+    "UnknownPermission",
+    "User",
+    "add_to_group",
+    "app",
+    "auth_state",
+    "authenticate",
+    "current_user",
+    "get_or_create_group",
+    "get_permissions",
+    "grant",
+    "login",
+    "login_required",
+    "logout",
+    "password_problem",
+    "passwords_of",
+    "permission_required",
+    "remove_from_group",
+    "revoke",
+    "safe_next",
+    "set_password",
+    "site_permissions",
+    "update_session_hash",
+    "user_has_perm",
+]

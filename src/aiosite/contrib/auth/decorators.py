@@ -1,0 +1,103 @@
+"""``@login_required`` and ``@permission_required(...)`` for handlers and view methods.
+
+Anonymous visitors of a page are sent to ``auth.login_url`` with ``?next=`` the page
+they asked for; API clients (routes whose errors are JSON) get 401 instead. A logged-in
+user without the permission gets 403.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from aiohttp import hdrs, web
+
+from aiosite import settings_of
+from aiosite.keys import ROUTES
+
+from .permissions import UnknownPermission, check_known
+from .redirects import resolve, with_next
+from .state import site_permissions
+from .users import current_user, user_has_perm
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def login_required(handler: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Only logged-in users reach ``handler`` (a function handler or a method of a
+    ``web.View``); anonymous visitors are sent to log in."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        request = _request_of(args, handler)
+        user = await current_user(request)
+        if not user.is_authenticated:
+            raise login_needed(request)
+        return await handler(*args, **kwargs)
+
+    return wrapper
+
+
+def permission_required(
+    *perms: str,
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """Only users with every one of ``perms`` (``"blog.change_post"``) reach the
+    handler: anonymous visitors are sent to log in, others get 403."""
+    if not perms:
+        raise TypeError('permission_required needs a permission, e.g. "blog.change_post"')
+
+    def decorator(handler: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        @functools.wraps(handler)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            request = _request_of(args, handler)
+            user = await current_user(request)
+            if not user.is_authenticated:
+                raise login_needed(request)
+            try:
+                check_known(perms, site_permissions(request))
+            except UnknownPermission as exc:
+                # A misspelt name would quietly refuse everybody but superusers.
+                raise RuntimeError(
+                    f"@permission_required on {handler.__qualname__}: {exc}"
+                ) from None
+            for perm in perms:
+                if not await user_has_perm(request, perm):
+                    raise web.HTTPForbidden(text="You do not have permission to do this.")
+            return await handler(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def _request_of(args: tuple[Any, ...], handler: Callable[..., Any]) -> web.Request:
+    first = args[0] if args else None
+    if isinstance(first, web.Request):
+        return first
+    if isinstance(first, web.View):
+        return first.request
+    raise TypeError(
+        f"{handler.__qualname__}: the auth decorators go on handlers that take the request, "
+        "or on the methods of a web.View"
+    )
+
+
+def is_api(request: web.Request) -> bool:
+    """Whether errors for this request are JSON (an API route, or a client asking for
+    JSON rather than HTML), as aiosite's error pages decide."""
+    routes = request.config_dict.get(ROUTES)
+    if routes is not None and routes.is_api(request):
+        return True
+    accept = request.headers.get(hdrs.ACCEPT, "")
+    return "json" in accept and "text/html" not in accept
+
+
+def login_needed(request: web.Request) -> web.HTTPException:
+    """What to answer an anonymous request that must log in: a redirect to the login
+    page with ``next``, or 401 for API clients."""
+    if is_api(request):
+        return web.HTTPUnauthorized(text="Log in to do this.")
+    login_url = resolve(request, settings_of(request).auth.login_url)
+    return web.HTTPSeeOther(with_next(login_url, request.path_qs))

@@ -1,0 +1,86 @@
+"""Password hashing (argon2id, argon2-cffi) and the password-strength minimum.
+
+Hashing and verifying take tens of milliseconds by design, so both run in a thread:
+on the event loop they would stall every other request for that long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from aiosite import Settings
+
+from .models import UNUSABLE_PASSWORD
+
+# Passwords longer than this are refused before hashing: nobody types them, and a
+# megabyte of "password" is work a visitor should not be able to ask for.
+PASSWORD_MAX = 4096
+
+
+class Passwords:
+    """argon2id with the parameters of ``auth.hasher``."""
+
+    def __init__(self, settings: Settings) -> None:
+        params = settings.auth.hasher
+        self._hasher = PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_cost,
+            parallelism=params.parallelism,
+            type=Type.ID,
+        )
+        self._dummy: str | None = None
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, stored: str, password: str) -> bool:
+        """Whether ``password`` matches the hash ``stored``. An unusable or unreadable
+        hash matches nothing, after the same work as a real check."""
+        if not stored.startswith("$argon2"):
+            await self.dummy_verify(password)
+            return False
+        return await asyncio.to_thread(self._verify, stored, password)
+
+    def _verify(self, stored: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def needs_rehash(self, stored: str) -> bool:
+        """Whether ``stored`` was made with other parameters than the settings' (cheap:
+        it reads the parameters written in the hash)."""
+        try:
+            return self._hasher.check_needs_rehash(stored)
+        except (InvalidHashError, ValueError):
+            return True
+
+    async def dummy_verify(self, password: str) -> None:
+        """Verify against a hash of nothing, so that a login for a user who does not
+        exist takes as long as one for a user who does."""
+        if self._dummy is None:
+            self._dummy = await self.hash(secrets.token_urlsafe(16))
+        await asyncio.to_thread(self._verify, self._dummy, password)
+
+
+def password_problem(password: str, *, username: str, min_length: int) -> str | None:
+    """What makes ``password`` too weak, written for the person choosing it, or None.
+
+    Deliberately modest: a minimum length, not the username, not only digits.
+    """
+    if len(password) < min_length:
+        return f"Use at least {min_length} characters."
+    if len(password) > PASSWORD_MAX:
+        return f"Use at most {PASSWORD_MAX} characters."
+    if password.isdigit():
+        return "Use more than digits: add letters or other characters."
+    if username and password.strip().casefold() == username.strip().casefold():
+        return "Choose a password that is not your username."
+    return None
+
+
+__all__ = ["PASSWORD_MAX", "UNUSABLE_PASSWORD", "Passwords", "password_problem"]

@@ -1,0 +1,60 @@
+"""What the auth app keeps on the site's application: its hasher and the permissions
+the site's models give, made once when the site is assembled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from aiosite import Settings, settings_of
+from aiosite.apps import AppRegistry
+from aiosite.keys import APPS
+
+from .passwords import Passwords
+from .permissions import registry_permissions
+
+
+@dataclass(frozen=True, slots=True)
+class AuthState:
+    passwords: Passwords
+    permissions: frozenset[str]
+
+
+AUTH: web.AppKey[AuthState] = web.AppKey("aiosite.contrib.auth", AuthState)
+
+
+def setup(app: web.Application) -> None:
+    """The auth app's ``App(setup=...)`` hook."""
+    settings: Settings = settings_of(app)
+    app[AUTH] = state = AuthState(Passwords(settings), registry_permissions(app[APPS]))
+
+    async def warm_up(app: web.Application) -> None:
+        # The hash a login for an unknown username is checked against, made before the
+        # first request so that such a login costs what any other does.
+        await state.passwords.dummy_verify("")
+
+    app.on_startup.append(warm_up)
+
+
+def auth_state(target: web.Request | web.Application) -> AuthState:
+    mapping = target.config_dict if isinstance(target, web.Request) else target
+    try:
+        return mapping[AUTH]
+    except KeyError:
+        raise RuntimeError(
+            "aiosite.contrib.auth is not set up on this site; add it to apps: in "
+            "config/default.yaml"
+        ) from None
+
+
+def passwords_of(target: web.Request | web.Application) -> Passwords:
+    return auth_state(target).passwords
+
+
+def site_permissions(target: web.Request | web.Application | AppRegistry) -> frozenset[str]:
+    """Every permission the site's models give: ``blog.add_post``, ``blog.change_post``...
+    (the ``known`` argument of ``grant``)."""
+    if isinstance(target, AppRegistry):
+        return registry_permissions(target)
+    return auth_state(target).permissions

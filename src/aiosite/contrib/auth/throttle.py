@@ -1,0 +1,112 @@
+"""Login throttling: too many failures for one account, or from one client address,
+within ``auth.throttle_window`` seconds and further attempts are refused unchecked.
+
+Failures are rows in ``auth_login_failure``, so every worker process (and every
+machine on the same database) counts the same ones. Rows older than the window are
+deleted as new failures are recorded.
+
+The client address is ``request.remote``: behind a reverse proxy that is the proxy's
+address, shared by every visitor, unless the server passes the visitor's address on
+(docs/auth.md).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from aiohttp import web
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
+
+from aiosite.settings import AuthSettings
+
+from .models import USERNAME_MAX, LoginFailure
+
+UNKNOWN_ADDRESS = "unknown"
+Reason = Literal["account", "ip"]
+
+
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    """Why logins are refused and for how many more seconds."""
+
+    reason: Reason
+    retry_after: int
+
+    @property
+    def message(self) -> str:
+        who = "this account" if self.reason == "account" else "your network address"
+        return (
+            f"Too many failed logins for {who}. Wait {wait_text(self.retry_after)} and try again."
+        )
+
+
+def wait_text(seconds: int) -> str:
+    if seconds < 60:
+        return "1 second" if seconds == 1 else f"{seconds} seconds"
+    minutes = math.ceil(seconds / 60)
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def client_ip(request: web.Request) -> str:
+    return (request.remote or UNKNOWN_ADDRESS)[:64]
+
+
+def account_key(username: str) -> str:
+    """What failures are counted under: the username as typed, case and spaces aside."""
+    return username.strip().casefold()[:USERNAME_MAX]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def check(
+    session: AsyncSession, settings: AuthSettings, username: str, ip: str
+) -> Throttled | None:
+    """Whether a login for ``username`` from ``ip`` must be refused now."""
+    now = _now()
+    window = timedelta(seconds=settings.throttle_window)
+    limits: tuple[tuple[Reason, InstrumentedAttribute[str], str, int], ...] = (
+        ("account", LoginFailure.username, account_key(username), settings.throttle_account),
+        ("ip", LoginFailure.ip, ip, settings.throttle_ip),
+    )
+    for reason, column, value, limit in limits:
+        # The limit-th most recent failure in the window: while it is in the window,
+        # the limit is reached; it tells when the count drops below again.
+        nth = await session.scalar(
+            select(LoginFailure.created)
+            .where(column == value, LoginFailure.created > now - window)
+            .order_by(LoginFailure.created.desc())
+            .offset(limit - 1)
+            .limit(1)
+        )
+        if nth is not None:
+            retry = math.ceil((nth + window - now).total_seconds())
+            return Throttled(reason, max(retry, 1))
+    return None
+
+
+async def record_failure(
+    session: AsyncSession, settings: AuthSettings, username: str, ip: str
+) -> None:
+    """Count a failed login, and forget those older than the window."""
+    now = _now()
+    await session.execute(
+        delete(LoginFailure).where(
+            LoginFailure.created < now - timedelta(seconds=settings.throttle_window)
+        )
+    )
+    session.add(LoginFailure(username=account_key(username), ip=ip, created=now))
+    await session.flush()
+
+
+async def clear_account(session: AsyncSession, username: str) -> None:
+    """Forget an account's failures after its owner logged in (the address's stay)."""
+    await session.execute(
+        delete(LoginFailure).where(LoginFailure.username == account_key(username))
+    )

@@ -1,0 +1,12 @@
+"""HTML forms with WTForms, read from aiohttp requests (docs/forms.md).
+
+``Form`` is a ``wtforms.Form`` with ``await Form.from_request(request)``; the
+``aiosite/forms.html`` template has macros that render a field with its label, errors
+and the ARIA attributes that tie them together. The forms battery needs no ``setup``.
+"""
+
+from __future__ import annotations
+
+from aiosite.forms.form import Form, FormInput
+
+__all__ = ["Form", "FormInput"]

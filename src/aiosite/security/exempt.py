@@ -1,0 +1,64 @@
+"""``csrf_exempt`` and what the CSRF check learns about the handler of a request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from aiosite.keys import STREAMS_BODY
+
+EXEMPT = "aiosite_csrf_exempt"
+# How many decorators deep the handler is searched for the markers.
+_MAX_DEPTH = 32
+# The core's answer to a request no route matched (web/errors.py): that 404 or 405 is
+# more useful than a CSRF refusal.
+_NO_ROUTE = ("aiosite.web.errors", "_no_route")
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+def csrf_exempt(handler: H) -> H:
+    """Accept unsafe requests to this handler without a CSRF token or origin check.
+
+    For webhooks and APIs authenticated by a token in a header rather than by the
+    browser's cookies. Works on handler functions, on ``web.View`` classes and on their
+    methods, and on top of decorators that use ``functools.wraps``.
+    """
+    setattr(handler, EXEMPT, True)
+    return handler
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTraits:
+    routed: bool
+    exempt: bool
+    streams_body: bool
+
+
+NO_ROUTE = RouteTraits(routed=False, exempt=False, streams_body=False)
+
+
+def route_traits(request: web.Request) -> RouteTraits:
+    """What the handler of ``request`` (and the decorators around it) says about CSRF."""
+    match_info = request.match_info
+    if match_info.http_exception is not None:
+        return NO_ROUTE
+    target: Any = match_info.handler
+    exempt = streams = False
+    for _ in range(_MAX_DEPTH):
+        exempt = exempt or bool(getattr(target, EXEMPT, False))
+        streams = streams or bool(getattr(target, STREAMS_BODY, False))
+        if isinstance(target, type) and issubclass(target, web.View):
+            method = getattr(target, request.method.lower(), None)
+            exempt = exempt or bool(getattr(method, EXEMPT, False))
+            streams = streams or bool(getattr(method, STREAMS_BODY, False))
+        inner = getattr(target, "__wrapped__", None)
+        if inner is None:
+            break
+        target = inner
+    if (getattr(target, "__module__", None), getattr(target, "__name__", None)) == _NO_ROUTE:
+        return NO_ROUTE
+    return RouteTraits(routed=True, exempt=exempt, streams_body=streams)

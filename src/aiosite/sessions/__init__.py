@@ -1,0 +1,194 @@
+"""Browser sessions through aiohttp-session: an encrypted cookie by default, or Redis.
+
+``setup`` stores the site's session storage where aiohttp-session looks for it on each
+request (so ``aiohttp_session.get_session`` works in any handler or extension) and saves
+a session that changed onto the response, without a middleware: both are hooks of the
+core, and a request that never touches its session pays a dictionary write for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import warnings
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any
+
+import aiohttp_session
+import jinja2
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp_session import SESSION_KEY, STORAGE_KEY, Session
+
+from aiosite.exceptions import ImproperlyConfigured
+from aiosite.keys import CORE, ERROR_TRANSLATORS, SESSION_STORE, TEMPLATES, state_of
+from aiosite.sessions.flash import flash, flashed_messages, get_flashed_messages
+from aiosite.sessions.storage import EncryptedCookieStorage, RedisStorage
+from aiosite.settings import Settings, secret_key_problem
+
+logger = logging.getLogger("aiosite.sessions")
+
+# The identity of the session a request rotated away from, deleted when it saves.
+_ROTATED_FROM: web.RequestKey[str] = web.RequestKey("aiosite.session_rotated_from")
+
+
+class SessionStore:
+    """The site's session storage; the Redis one is made when the site starts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings.session
+        self.secure = (
+            settings.session.cookie_secure
+            if settings.session.cookie_secure is not None
+            else not settings.is_local
+        )
+        self.storage: EncryptedCookieStorage | RedisStorage | None = None
+        self._keys_seen = False
+        self.client: aioredis.Redis | None = None
+        if settings.session.backend == "cookie":
+            self.storage = EncryptedCookieStorage(
+                secret_keys(settings), settings.session, secure=self.secure
+            )
+
+    @property
+    def cookie_name(self) -> str:
+        return self.settings.cookie_name
+
+    def attach(self, request: web.Request) -> None:
+        """Request hook: where aiohttp_session.get_session finds the storage."""
+        if not self._keys_seen:
+            _accept_string_keys(request)
+            self._keys_seen = True
+        request[STORAGE_KEY] = self.storage
+
+    def save(self, request: web.Request, response: web.StreamResponse) -> Awaitable[None] | None:
+        """Response hook: write a session that changed (a new cookie, or to Redis)."""
+        session = request.get(SESSION_KEY)
+        storage = self.storage
+        if session is None or not session._changed or storage is None:
+            return None
+        return self._save(storage, request, response, session)
+
+    async def _save(
+        self,
+        storage: EncryptedCookieStorage | RedisStorage,
+        request: web.Request,
+        response: web.StreamResponse,
+        session: Session,
+    ) -> None:
+        await storage.save_session(request, response, session)
+        rotated = request.get(_ROTATED_FROM)
+        if rotated is not None:
+            await storage.forget(rotated)
+
+    async def open(self) -> None:
+        if self.settings.backend == "redis":
+            self.client = aioredis.Redis.from_url(self.settings.redis_url)
+            self.storage = RedisStorage(self.client, self.settings, secure=self.secure)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+
+def _accept_string_keys(request: web.Request) -> None:
+    # aiohttp-session's API keeps the storage and the session under string request keys,
+    # for which aiohttp warns once per process, and a project that runs its tests with
+    # warnings as errors would answer 500. Using each key once quietly is what aiohttp
+    # counts as seen.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        request[SESSION_KEY] = None
+        del request[SESSION_KEY]
+        request[STORAGE_KEY] = None
+
+
+def secret_keys(settings: Settings) -> list[str]:
+    """The secret key first, then its fallbacks; a random key for a local site that set
+    none (its sessions end when it restarts); an error for a public site without one."""
+    problem = secret_key_problem(settings)
+    if problem is not None and not settings.is_local:
+        raise ImproperlyConfigured(
+            f"{problem}; the {settings.env!r} environment refuses to start without a "
+            "secret key of its own"
+        )
+    key = settings.security.secret_key
+    if key is None or not key.get_secret_value().strip():
+        logger.warning(
+            "security.secret_key is not set: using a random key, so sessions end when "
+            "the site restarts (aiosite new writes one into config/development.yaml)"
+        )
+        first = secrets.token_urlsafe(50)
+    else:
+        first = key.get_secret_value()
+    return [first, *(k.get_secret_value() for k in settings.security.secret_key_fallbacks)]
+
+
+async def get_session(request: web.Request) -> Session:
+    """The request's session (a mutable mapping), loaded on first use; changes are saved
+    onto the response. A tampered or expired cookie gives an empty session."""
+    return await aiohttp_session.get_session(request)
+
+
+async def rotate_session(request: web.Request) -> Session:
+    """A new session (new cookie value, new Redis key) holding the current one's data:
+    call it when the user's privileges change, e.g. at login, against session fixation."""
+    old = await get_session(request)
+    data = dict(old)
+    if old.identity is not None:
+        request[_ROTATED_FROM] = str(old.identity)
+    session = await aiohttp_session.new_session(request)
+    session.update(data)
+    session.changed()
+    return session
+
+
+def _translate_error(exc: BaseException) -> web.HTTPException | None:
+    if isinstance(exc, aioredis.ConnectionError | aioredis.TimeoutError):
+        logger.error("The session store (Redis) is unavailable: %s", exc)
+        return web.HTTPServiceUnavailable(
+            text="Sessions are unavailable for a moment; try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+    return None
+
+
+def session_store(target: web.Request | web.Application) -> SessionStore:
+    store: SessionStore = state_of(target)[SESSION_STORE]
+    return store
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    store = SessionStore(settings)
+    app[SESSION_STORE] = store
+    core = app[CORE]
+    core.request_hooks.append(store.attach)
+    core.response_hooks.append(store.save)
+    app.setdefault(ERROR_TRANSLATORS, []).append(_translate_error)
+    templates = app.get(TEMPLATES)
+    if templates is not None:
+        templates.env.globals["flashed_messages"] = _flashed_messages_global
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        await store.open()
+        yield
+        await store.close()
+
+    app.cleanup_ctx.append(store_ctx)
+
+
+@jinja2.pass_context
+async def _flashed_messages_global(ctx: Any) -> list[tuple[str, str]]:
+    return await flashed_messages(ctx["request"])
+
+
+__all__ = [
+    "Session",
+    "SessionStore",
+    "flash",
+    "get_flashed_messages",
+    "get_session",
+    "rotate_session",
+    "session_store",
+    "setup",
+]

@@ -1,0 +1,132 @@
+"""The two session stores: an encrypted cookie (the default) and Redis.
+
+Both are aiohttp-session storages, so extensions written for aiohttp-session
+(``aiohttp_session.get_session``) see the same session as aiosite's own code.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp_session import AbstractStorage, Session
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from aiosite.settings import SessionSettings
+
+logger = logging.getLogger("aiosite.sessions")
+
+
+def derive_key(secret: str, purpose: str) -> bytes:
+    """32 bytes for one ``purpose`` from the site's secret key, so that the session
+    cookie's key is never the secret key itself nor the key of anything else."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+    return hkdf.derive(secret.encode())
+
+
+def cookie_options(settings: SessionSettings, *, secure: bool) -> dict[str, Any]:
+    return {
+        "cookie_name": settings.cookie_name,
+        "domain": settings.cookie_domain,
+        "max_age": settings.max_age,
+        "path": settings.cookie_path,
+        "secure": secure,
+        "httponly": True,
+        "samesite": settings.cookie_samesite,
+    }
+
+
+class EncryptedCookieStorage(AbstractStorage):
+    """The whole session in the cookie, encrypted and authenticated with Fernet.
+
+    aiohttp-session's own class takes one key; this one also decrypts cookies made with
+    earlier keys (``security.secret_key_fallbacks``), so changing the key does not log
+    everybody out at once. A cookie that does not decrypt (tampered, made with an
+    unknown key, or older than max_age) gives an empty session.
+    """
+
+    def __init__(self, secrets_: list[str], settings: SessionSettings, *, secure: bool) -> None:
+        super().__init__(**cookie_options(settings, secure=secure))
+        keys = [base64.urlsafe_b64encode(derive_key(s, "aiosite.session.cookie")) for s in secrets_]
+        self._fernet = MultiFernet([Fernet(key) for key in keys])
+
+    async def load_session(self, request: web.Request) -> Session:
+        cookie = self.load_cookie(request)
+        if cookie is None:
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        try:
+            plain = self._fernet.decrypt(cookie.encode(), ttl=self.max_age)
+            data = json.loads(plain)
+        except (InvalidToken, ValueError):
+            logger.info("A session cookie that does not decrypt was ignored")
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        return Session(None, data=data, new=False, max_age=self.max_age)
+
+    async def save_session(
+        self, request: web.Request, response: web.StreamResponse, session: Session
+    ) -> None:
+        if session.empty:
+            self.save_cookie(response, "", max_age=session.max_age)
+            return
+        plain = json.dumps(self._get_session_data(session)).encode()
+        self.save_cookie(response, self._fernet.encrypt(plain).decode(), max_age=session.max_age)
+
+    async def forget(self, identity: str) -> None:
+        """Nothing is kept on the server for a cookie session."""
+
+
+class RedisStorage(AbstractStorage):
+    """The session's data in Redis under a random key; the cookie holds only the key.
+
+    Unlike aiohttp-session's own Redis storage, a rotated or emptied session's key is
+    deleted, and every key expires (``redis_ttl`` for sessions without max_age).
+    """
+
+    def __init__(self, client: aioredis.Redis, settings: SessionSettings, *, secure: bool) -> None:
+        super().__init__(**cookie_options(settings, secure=secure))
+        self._redis = client
+        self._prefix = settings.redis_prefix
+        self._ttl = settings.redis_ttl
+
+    def _key(self, identity: str) -> str:
+        return self._prefix + identity
+
+    async def load_session(self, request: web.Request) -> Session:
+        cookie = self.load_cookie(request)
+        # Keys are token_urlsafe(32); anything else is not worth a round trip.
+        if cookie is None or not 20 <= len(cookie) <= 64:
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        stored = await self._redis.get(self._key(cookie))
+        if stored is None:
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        try:
+            data = json.loads(stored)
+        except ValueError:
+            return Session(None, data=None, new=True, max_age=self.max_age)
+        return Session(cookie, data=data, new=False, max_age=self.max_age)
+
+    async def save_session(
+        self, request: web.Request, response: web.StreamResponse, session: Session
+    ) -> None:
+        identity = session.identity
+        if session.empty:
+            if identity is not None:
+                await self._redis.delete(self._key(str(identity)))
+            self.save_cookie(response, "", max_age=session.max_age)
+            return
+        if identity is None:
+            identity = secrets.token_urlsafe(32)
+        data = json.dumps(self._get_session_data(session))
+        await self._redis.set(self._key(str(identity)), data, ex=session.max_age or self._ttl)
+        self.save_cookie(response, str(identity), max_age=session.max_age)
+
+    async def forget(self, identity: str) -> None:
+        """Delete a session's data (the old key of a rotated session)."""
+        await self._redis.delete(self._key(identity))

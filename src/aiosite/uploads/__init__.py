@@ -1,0 +1,93 @@
+"""File uploads: streamed to a storage, checked, and served back safely (docs/uploads.md).
+
+A route takes uploads with ``@accepts_uploads(...)`` and ``await read_upload_form(request)``;
+``file_response(request, name)`` serves a stored file. ``setup`` puts a
+``FileSystemStorage`` on ``uploads.media_root`` under ``UPLOAD_STORAGE`` and refuses a
+media root from which uploads would be served as site assets or templates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from aiosite.exceptions import ImproperlyConfigured
+from aiosite.keys import APPS
+from aiosite.settings import Settings
+from aiosite.uploads.limits import UploadLimits, accepts_uploads
+from aiosite.uploads.names import display_filename, storage_filename
+from aiosite.uploads.reader import UploadedFile, UploadForm, read_upload_form
+from aiosite.uploads.serving import content_disposition, file_response
+from aiosite.uploads.storage import UPLOAD_STORAGE, FileSystemStorage, InvalidName, Storage
+
+
+def setup(app: web.Application, settings: Settings) -> None:
+    if app.frozen:
+        raise RuntimeError("aiosite.uploads.setup: the application has already started")
+    media_root = settings.media_root.resolve()
+    problem = media_root_problem(media_root, settings, app)
+    if problem is not None:
+        raise ImproperlyConfigured(f"uploads.media_root: {problem}")
+    app[UPLOAD_STORAGE] = FileSystemStorage(media_root)
+
+
+def media_root_problem(media_root: Path, settings: Settings, app: web.Application) -> str | None:
+    """Why uploads must not be kept in ``media_root``, or None.
+
+    Files in a static folder are served as the site's own assets (an uploaded HTML or
+    script file would run with the site's origin), files in a templates folder are
+    rendered as templates, and a media root that holds code or settings would let a
+    stored name reach them.
+    """
+    project_dir = settings.project_dir.resolve()
+
+    def shown(path: Path) -> str:
+        return str(path.relative_to(project_dir)) if path.is_relative_to(project_dir) else str(path)
+
+    registry = app.get(APPS)
+    packages: list[Path] = []
+    if registry is not None:
+        if registry.project.path is not None:
+            packages.append(registry.project.path.resolve())
+        packages.extend(loaded.path.resolve() for loaded in registry)
+    for package in packages:
+        for kind in ("static", "templates"):
+            folder = package / kind
+            if media_root.is_relative_to(folder):
+                return (
+                    f"{shown(media_root)} is inside the {kind} folder {shown(folder)}, where "
+                    f"uploaded files would be served as the site's own {kind}; keep uploads "
+                    "outside every static and templates folder, e.g. var/media (the default)"
+                )
+    for package in packages:
+        if media_root.is_relative_to(package):
+            return (
+                f"{shown(media_root)} is inside the package {shown(package)}, next to its "
+                "code; keep uploads out of the code, e.g. in var/media (the default)"
+            )
+    for holder in [project_dir, *packages]:
+        if holder.is_relative_to(media_root):
+            return (
+                f"{media_root} contains {holder}, whose code and settings a stored name "
+                "could then reach; use a folder of its own, e.g. var/media (the default)"
+            )
+    return None
+
+
+__all__ = [
+    "UPLOAD_STORAGE",
+    "FileSystemStorage",
+    "InvalidName",
+    "Storage",
+    "UploadForm",
+    "UploadLimits",
+    "UploadedFile",
+    "accepts_uploads",
+    "content_disposition",
+    "display_filename",
+    "file_response",
+    "read_upload_form",
+    "setup",
+    "storage_filename",
+]
