@@ -54,7 +54,8 @@ def blog_case(python: str, root: Path) -> Case:
         BLOG, copy, ignore=shutil.ignore_patterns("var", "__pycache__", "*.sqlite3", ".*_cache")
     )
     # Production refuses to start without a secret key of its own.
-    env = clean_env(AIOSITE_ENV="production", AIOSITE_SECURITY__SECRET_KEY=secrets.token_urlsafe(50))
+    key = secrets.token_urlsafe(50)
+    env = clean_env(AIOSITE_ENV="production", AIOSITE_SECURITY__SECRET_KEY=key)
     aiosite = [python, "-m", "aiosite", "--project", str(copy)]
     subprocess.run([*aiosite, "db", "migrate"], cwd=copy, env=env, check=True, capture_output=True)
     return Case(

@@ -27,6 +27,13 @@ from aiosite.keys import DB_SESSION as DB_SESSION
 from aiosite.keys import REQUEST_ID as REQUEST_ID
 from aiosite.keys import SETTINGS as SETTINGS
 from aiosite.keys import settings_of as settings_of
+from aiosite.security import csrf_exempt as csrf_exempt
+from aiosite.security import get_csrf_token as get_csrf_token
+from aiosite.security import is_secure as is_secure
+from aiosite.sessions import flash as flash
+from aiosite.sessions import get_flashed_messages as get_flashed_messages
+from aiosite.sessions import get_session as get_session
+from aiosite.sessions import rotate_session as rotate_session
 from aiosite.settings import Settings as Settings
 from aiosite.settings import load_settings as load_settings
 from aiosite.site import create_site as create_site
@@ -63,16 +70,23 @@ __all__ = [
     "UtcDateTime",
     "__version__",
     "create_site",
+    "csrf_exempt",
     "database_of",
     "db_session",
     "fast_path",
+    "flash",
+    "get_csrf_token",
+    "get_flashed_messages",
     "get_or_404",
+    "get_session",
+    "is_secure",
     "json_response",
     "load_settings",
     "load_site",
     "paginate",
     "render",
     "render_string",
+    "rotate_session",
     "session_scope",
     "settings_of",
     "static_url",

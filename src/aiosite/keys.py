@@ -48,6 +48,9 @@ CsrfCheck = Callable[[web.Request, str | None], Awaitable[None]]
 # field; for a multipart body without the token header it sets CSRF_PENDING instead, and
 # the body reader checks the form's first field with CSRF_CHECK before storing anything.
 STREAMS_BODY = "aiosite_streams_body"
+# A handler attribute: the core's answer to a request that matched no route (404, 405),
+# which request hooks such as the CSRF check let through to keep its status.
+NO_ROUTE = "aiosite_no_route"
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("aiosite.settings")
 # The per-request core (request ids, finalizers, error pages) around every handler.

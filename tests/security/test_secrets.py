@@ -106,11 +106,6 @@ async def test_debug_page_hides_cookies_and_the_secret_key(project: Path) -> Non
             assert secret not in text
 
 
-@pytest.mark.xfail(
-    reason="needs web/errors.py _Scrubber to blank secret-looking fields of the parsed "
-    "form and of the session (see the security battery's report)",
-    strict=True,
-)
 async def test_debug_page_hides_posted_passwords_and_csrf_values(project: Path) -> None:
     (_cookie, token, csrf_secret), answers = await _debug_answers(project)
     for text in answers:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from aiosite.keys import NO_ROUTE as NO_ROUTE_MARK
 from aiosite.keys import STREAMS_BODY
 
 EXEMPT = "aiosite_csrf_exempt"
@@ -15,7 +16,6 @@ EXEMPT = "aiosite_csrf_exempt"
 _MAX_DEPTH = 32
 # The core's answer to a request no route matched (web/errors.py): that 404 or 405 is
 # more useful than a CSRF refusal.
-_NO_ROUTE = ("aiosite.web.errors", "_no_route")
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -59,6 +59,6 @@ def route_traits(request: web.Request) -> RouteTraits:
         if inner is None:
             break
         target = inner
-    if (getattr(target, "__module__", None), getattr(target, "__name__", None)) == _NO_ROUTE:
+    if getattr(target, NO_ROUTE_MARK, False):
         return NO_ROUTE
     return RouteTraits(routed=True, exempt=exempt, streams_body=streams)

@@ -179,7 +179,10 @@ def setup(app: web.Application, settings: Settings) -> None:
 
 @jinja2.pass_context
 async def _flashed_messages_global(ctx: Any) -> list[tuple[str, str]]:
-    return await flashed_messages(ctx["request"])
+    request = ctx["request"]
+    if STORAGE_KEY not in request:  # a page for a request refused before the hooks ran
+        return []
+    return await flashed_messages(request)
 
 
 __all__ = [

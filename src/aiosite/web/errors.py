@@ -22,12 +22,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
+import aiohttp_session
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
 from aiosite.keys import (
     ERROR_TRANSLATORS,
+    NO_ROUTE,
     REQUEST_FINALIZERS,
     ROUTES,
     SETTINGS,
@@ -229,6 +231,9 @@ async def _no_route(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
+setattr(_no_route, NO_ROUTE, True)
+
+
 async def finish_request(request: web.Request, exc: BaseException | None) -> None:
     """Run (once) the finalizers batteries registered for the request.
 
@@ -331,6 +336,22 @@ class _Scrubber:
         values = [v for k, v in request.query.items() if _SECRET_NAME.search(k)]
         values += [v for k, v in request.headers.items() if _SECRET_NAME.search(k)]
         values += list(request.cookies.values())
+        # The parsed form, if the handler (or the CSRF check) read one: never read an
+        # unread body here. aiohttp keeps it on the request without a public accessor.
+        form = getattr(request, "_post", None)
+        if form is not None:
+            values += [v for k, v in form.items() if isinstance(v, str) and _SECRET_NAME.search(k)]
+        session = request.get(aiohttp_session.SESSION_KEY)
+        if session is not None:
+            values += [
+                v for k, v in session.items() if isinstance(v, str) and _SECRET_NAME.search(k)
+            ]
+        security = request.config_dict[SETTINGS].security
+        values += [
+            key.get_secret_value()
+            for key in (security.secret_key, *security.secret_key_fallbacks)
+            if key is not None
+        ]
         # Longest first, so a secret that contains another is blanked whole.
         self._secrets = sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
