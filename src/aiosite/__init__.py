@@ -27,9 +27,11 @@ from aiosite.keys import DB_SESSION as DB_SESSION
 from aiosite.keys import REQUEST_ID as REQUEST_ID
 from aiosite.keys import SETTINGS as SETTINGS
 from aiosite.keys import settings_of as settings_of
+from aiosite.security import client_address as client_address
 from aiosite.security import csrf_exempt as csrf_exempt
 from aiosite.security import get_csrf_token as get_csrf_token
 from aiosite.security import is_secure as is_secure
+from aiosite.security import rotate_csrf_token as rotate_csrf_token
 from aiosite.sessions import flash as flash
 from aiosite.sessions import get_flashed_messages as get_flashed_messages
 from aiosite.sessions import get_session as get_session
@@ -69,6 +71,7 @@ __all__ = [
     "Timestamped",
     "UtcDateTime",
     "__version__",
+    "client_address",
     "create_site",
     "csrf_exempt",
     "database_of",
@@ -86,6 +89,7 @@ __all__ = [
     "paginate",
     "render",
     "render_string",
+    "rotate_csrf_token",
     "rotate_session",
     "session_scope",
     "settings_of",

@@ -69,6 +69,11 @@ ERROR_TRANSLATORS: web.AppKey[list[ErrorTranslator]] = web.AppKey("aiosite.error
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("aiosite.request_id")
 # The request's database session, created by the first db_session(request) call.
 DB_SESSION: web.RequestKey[AsyncSession] = web.RequestKey("aiosite.db_session")
+# In the core's middleware mode, the request the handler was given: a middleware between
+# the core and the handler may pass on a clone (``request.clone(remote=...)``), whose
+# state is a shallow copy, so what the handler stored on it (the browser session) is
+# read from there. A one-item list, shared by the clones.
+HANDLED_REQUEST: web.RequestKey[list[web.Request]] = web.RequestKey("aiosite.handled_request")
 CSRF_PENDING: web.RequestKey[bool] = web.RequestKey("aiosite.csrf_pending")
 REQUEST_FINALIZERS: web.RequestKey[list[RequestFinalizer]] = web.RequestKey(
     "aiosite.request_finalizers"

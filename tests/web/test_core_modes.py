@@ -447,3 +447,60 @@ async def test_routes_added_after_create_site_are_not_shadowed(project: Path) ->
         missing = await client.get("/no/such/page/here", headers={"Accept": "text/html"})
         assert missing.status == 404
         assert "site 404" in await missing.text()
+
+
+CLONING_SITE = """
+    from aiohttp import web
+
+
+    @web.middleware
+    async def real_address(request, handler):
+        # What a proxy-address middleware does: the handler gets a clone.
+        return await handler(request.clone(remote="203.0.113.7"))
+
+
+    middlewares = [real_address]
+"""
+
+CLONED_ROUTES = """
+    from aiohttp import web
+    from sqlalchemy import func, select
+
+    from aiosite import Routes, db_session, get_session, json_response
+
+    from PKG.notes.models import Note
+
+    routes = Routes()
+
+
+    @routes.get("/visit", name="visit")
+    async def visit(request: web.Request) -> web.Response:
+        session = await get_session(request)
+        session["visits"] = session.get("visits", 0) + 1
+        db = db_session(request)
+        db.add(Note(text=request.remote or "?"))
+        await db.flush()
+        notes = await db.scalar(select(func.count()).select_from(Note))
+        return json_response({"visits": session["visits"], "notes": notes})
+"""
+
+
+@pytest.mark.db_backends("sqlite")
+async def test_a_middleware_that_clones_the_request_keeps_sessions_and_commits(
+    make_project: ProjectFactory, database: TestDatabase
+) -> None:
+    files = {
+        "PKG/notes/__init__.py": 'from aiosite import App\napp = App("notes", prefix="")\n',
+        "PKG/notes/models.py": NOTES_MODELS,
+        "PKG/notes/routes.py": CLONED_ROUTES,
+        "PKG/site.py": CLONING_SITE,
+    }
+    root = make_project(files, apps=["notes"], with_home=False)
+    async with site_with_tables(root) as client:
+        first = await (await client.get("/visit")).json()
+        second = await (await client.get("/visit")).json()
+        # The session the handler changed on the clone was saved; the rows it wrote on the
+        # clone's database session were committed, and its connection given back.
+        assert first == {"visits": 1, "notes": 1}
+        assert second == {"visits": 2, "notes": 2}
+        assert database_of(client.app).engine.sync_engine.pool.checkedout() == 0

@@ -20,7 +20,7 @@ from aiosite.security.exempt import csrf_exempt
 from aiosite.security.guard import CsrfGuard, check_streamed_token
 from aiosite.security.headers import headers_hook
 from aiosite.security.hosts import AllowedHosts
-from aiosite.security.https import is_secure
+from aiosite.security.https import client_address, is_secure
 from aiosite.settings import Settings
 
 
@@ -35,4 +35,11 @@ def setup(app: web.Application, settings: Settings) -> None:
         templates.env.globals.update(csrf_token=csrf_token_global, csrf_input=csrf_input_global)
 
 
-__all__ = ["csrf_exempt", "get_csrf_token", "is_secure", "rotate_csrf_token", "setup"]
+__all__ = [
+    "client_address",
+    "csrf_exempt",
+    "get_csrf_token",
+    "is_secure",
+    "rotate_csrf_token",
+    "setup",
+]

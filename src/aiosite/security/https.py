@@ -1,4 +1,4 @@
-"""Whether a request reached the site over HTTPS, directly or through a trusted proxy."""
+"""What the proxy in front tells about the client (HTTPS, its address), when trusted."""
 
 from __future__ import annotations
 
@@ -28,3 +28,17 @@ def is_secure(request: web.Request) -> bool:
     if request.secure:
         return True
     return settings_of(request).security.trust_proxy_headers and forwarded_https(request)
+
+
+def client_address(request: web.Request) -> str | None:
+    """The client's IP address: ``request.remote``, or, when
+    ``security.trust_proxy_headers`` is on, the address the proxy in front saw (the last
+    entry of ``X-Forwarded-For``, which nginx's ``$proxy_add_x_forwarded_for`` appends;
+    entries before it are what the client claimed and are not trusted)."""
+    if settings_of(request).security.trust_proxy_headers:
+        forwarded = request.headers.get(hdrs.X_FORWARDED_FOR)
+        if forwarded:
+            last = forwarded.rpartition(",")[2].strip()
+            if last:
+                return last
+    return request.remote

@@ -29,6 +29,7 @@ from yarl import URL
 
 from aiosite.keys import (
     ERROR_TRANSLATORS,
+    HANDLED_REQUEST,
     NO_ROUTE,
     REQUEST_FINALIZERS,
     ROUTES,
@@ -77,6 +78,9 @@ class Core:
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
             if self.outer:
+                handled = request.get(HANDLED_REQUEST)
+                if handled is not None:
+                    handled[0] = request
                 return await inner(request)
             return await self.serve(request, inner)
 
@@ -130,6 +134,9 @@ class Core:
     ) -> web.StreamResponse:
         """Run the response hooks; a hook that fails (a session store that is down)
         turns the answer into the error page for its exception."""
+        handled = request.get(HANDLED_REQUEST)
+        if handled is not None:
+            request = handled[0]
         try:
             for hook in self.response_hooks:
                 pending = hook(request, response)
@@ -144,6 +151,11 @@ class Core:
     def middleware(self) -> Middleware:
         @web.middleware
         async def aiosite_core(request: web.Request, handler: Handler) -> web.StreamResponse:
+            # Containers the clones a later middleware may make share with this request
+            # (their state is a shallow copy): the finalizers a handler registers, and
+            # the request it was given, whose session the response hooks save.
+            request[REQUEST_FINALIZERS] = []
+            request[HANDLED_REQUEST] = [request]
             return await self.serve(request, handler)
 
         return aiosite_core

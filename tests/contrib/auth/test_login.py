@@ -44,6 +44,12 @@ async def test_login_and_logout(site: Site, browsers: BrowserFactory) -> None:
     assert '<p class="flash info">You are logged out.</p>' in page.text
     assert "user=nobody authenticated=False" in page.text
 
+    # Logging in as someone else switches accounts.
+    await make_user(site.app, "bob")
+    await browser.login("ada")
+    assert (await browser.login("bob")).status == 303
+    assert "user=bob" in await browser.whoami()
+
 
 async def test_logout_is_post_only(site: Site, browsers: BrowserFactory) -> None:
     await make_user(site.app, "ada")

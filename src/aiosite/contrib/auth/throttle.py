@@ -5,9 +5,9 @@ Failures are rows in ``auth_login_failure``, so every worker process (and every
 machine on the same database) counts the same ones. Rows older than the window are
 deleted as new failures are recorded.
 
-The client address is ``request.remote``: behind a reverse proxy that is the proxy's
-address, shared by every visitor, unless the server passes the visitor's address on
-(docs/auth.md).
+The client address is ``aiosite.client_address(request)``: the connection's address, or
+behind a reverse proxy, with ``security.trust_proxy_headers`` on, the address the proxy
+saw (docs/auth.md).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from aiosite import client_address
 from aiosite.settings import AuthSettings
 
 from .models import USERNAME_MAX, LoginFailure
@@ -53,7 +54,7 @@ def wait_text(seconds: int) -> str:
 
 
 def client_ip(request: web.Request) -> str:
-    return (request.remote or UNKNOWN_ADDRESS)[:64]
+    return (client_address(request) or UNKNOWN_ADDRESS)[:64]
 
 
 def account_key(username: str) -> str:

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp_session import STORAGE_KEY
 from sqlalchemy import select
 
-from aiosite import Settings, db_session, settings_of
+from aiosite import Settings, db_session, rotate_csrf_token, settings_of
 from aiosite.sessions import get_session, rotate_session
 
 from .models import User
@@ -138,6 +138,7 @@ async def login(request: web.Request, user: User) -> None:
     if previous is not None and previous != user.id:
         session.clear()
     session = await rotate_session(request)
+    await rotate_csrf_token(request)
     session[SESSION_USER] = user.id
     session[SESSION_HASH] = session_hash(settings_of(request), user.password)
     user.last_login = datetime.now(UTC)
@@ -156,6 +157,7 @@ async def update_session_hash(request: web.Request, user: User) -> None:
     """Keep this session logged in after ``user``'s password changed here (every other
     session of the user ends); the session is rotated as at login."""
     session = await rotate_session(request)
+    await rotate_csrf_token(request)
     session[SESSION_USER] = user.id
     session[SESSION_HASH] = session_hash(settings_of(request), user.password)
     request[CURRENT_USER] = user
