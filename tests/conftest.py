@@ -85,12 +85,18 @@ def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pr
             if not app_list:
                 default_yaml = default_yaml.replace("apps:\n  []", "apps: []")
         (root / "config" / "default.yaml").write_text(default_yaml.replace("PKG", package))
-        # Production refuses to start without a secret key of its own.
-        production_key = f"security:\n  secret_key: {uuid.uuid4().hex}{uuid.uuid4().hex}\n"
-        envs = {"development": "debug: true\n", "test": "{}\n", "production": production_key}
+        # Production refuses to start without a secret key of its own; development warns
+        # (and starts) without one, as `aiosite new` writes one.
+        keys = {
+            "development": f"security:\n  secret_key: aiosite-insecure-{uuid.uuid4().hex}\n",
+            "production": f"security:\n  secret_key: {uuid.uuid4().hex}{uuid.uuid4().hex}\n",
+        }
+        envs = {"development": "debug: true\n", "test": "{}\n", "production": "{}\n"}
         envs.update(env_yaml or {})
-        if "security" not in envs["production"] and envs["production"].strip() != "{}":
-            envs["production"] = production_key + envs["production"]
+        for name, key in keys.items():
+            explicitly_empty = envs[name].strip() == "{}" and name in (env_yaml or {})
+            if "security" not in envs[name] and not explicitly_empty:
+                envs[name] = key + ("" if envs[name].strip() == "{}" else envs[name])
         for name, text in envs.items():
             (root / "config" / f"{name}.yaml").write_text(text.replace("PKG", package))
         all_files: dict[str, str] = {}

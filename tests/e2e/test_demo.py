@@ -60,9 +60,15 @@ def test_make_demo_serves_the_seeded_blog(tmp_path: Path) -> None:
         assert (demo / "var" / "db.sqlite3").is_file()
         _, api = fetch(f"http://127.0.0.1:{port}/api/posts")
         assert f'"total":{sum(p["published"] for p in fixtures["blog.Post"])}' in api
+        # Accounts: the login page of aiosite.contrib.auth, in the site's own layout.
+        status, login = fetch(f"http://127.0.0.1:{port}/auth/login")
+        assert status == 200
+        assert 'name="csrf_token"' in login
+        assert "Sign up</a>" in login
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
     output = log.read_text()
+    assert "auth.User: " in output, output
     assert "blog.Post: " in output, output
     assert "Traceback" not in output, output

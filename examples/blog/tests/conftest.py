@@ -6,31 +6,103 @@
 - ``db``: an ``AsyncSession`` on the test database, every table emptied first. Add rows,
   ``await db.commit()``, then request pages: the site sees what the test committed.
 
-The fixtures below make blog rows for the tests.
+The fixtures below keep uploads out of var/media, make accounts and blog rows, and log
+the client in the way a browser does.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from aiohttp import ClientResponse, FormData, web
+from aiohttp.test_utils import TestClient
 from blogsite.blog.models import Post, Tag
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aiosite import Settings
+from aiosite.contrib.auth import Passwords, User
+from aiosite.testing import csrf_token
+
+Client = TestClient[web.Request, web.Application]
 START = datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
+PASSWORD = "correct horse battery"  # noqa: S105 - the test accounts' password
 
 AddPosts = Callable[..., Awaitable[list[Post]]]
+AddUser = Callable[..., Awaitable[User]]
+LogIn = Callable[[str], Awaitable[None]]
+# (field name, file name, content, content type)
+Upload = tuple[str, str, bytes, str]
+PostForm = Callable[..., Awaitable[ClientResponse]]
 
 
 @pytest.fixture
-def add_posts(db: AsyncSession) -> AddPosts:
-    """``await add_posts(25)``: posts "Post 1" (oldest) to "Post 25", a day apart,
-    committed; ``published=False`` for drafts, ``tags=[tag]``, ``first=26`` to go on."""
+def site_settings(site_settings: Settings, tmp_path: Path) -> Settings:
+    """The test settings with uploads stored in the test's own folder."""
+    uploads = site_settings.uploads.model_copy(update={"media_root": tmp_path / "media"})
+    return site_settings.model_copy(update={"uploads": uploads})
+
+
+@pytest.fixture
+def media_root(site_settings: Settings) -> Path:
+    return site_settings.media_root
+
+
+@pytest.fixture
+def add_user(db: AsyncSession, site_settings: Settings) -> AddUser:
+    """``await add_user("grace", staff=True)``: an account with the password PASSWORD
+    (or ``password=``), hashed with the test settings' fast hasher (config/test.yaml)."""
+    passwords = Passwords(site_settings)
+
+    async def add(username: str, *, staff: bool = False, password: str = PASSWORD) -> User:
+        user = User(
+            username=username,
+            email=f"{username}@example.com",
+            is_staff=staff,
+            password=await passwords.hash(password),
+        )
+        db.add(user)
+        await db.commit()
+        return user
+
+    return add
+
+
+@pytest.fixture
+async def ada(add_user: AddUser) -> User:
+    """The author of the posts ``add_posts`` makes."""
+    return await add_user("ada")
+
+
+@pytest.fixture
+def log_in(client: Client) -> LogIn:
+    """``await log_in("ada")``: the client logs in through the login form, as a browser
+    does (the form's CSRF token, then the session cookie in the client's cookie jar)."""
+
+    async def log_in(username: str) -> None:
+        page = await (await client.get("/auth/login")).text()
+        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert found, "no CSRF token on the login page"
+        data = {"username": username, "password": PASSWORD, "csrf_token": found.group(1)}
+        resp = await client.post("/auth/login", data=data, allow_redirects=False)
+        assert resp.status == 303, await resp.text()
+
+    return log_in
+
+
+@pytest.fixture
+def add_posts(db: AsyncSession, ada: User) -> AddPosts:
+    """``await add_posts(25)``: posts "Post 1" (oldest) to "Post 25" by ada, a day apart,
+    committed; ``published=False`` for drafts, ``tags=[tag]``, ``author=user`` (or None),
+    ``first=26`` to go on."""
 
     async def add(
         count: int,
         *,
         published: bool = True,
         tags: Sequence[Tag] = (),
+        author: User | None = ada,
         first: int = 1,
     ) -> list[Post]:
         posts = [
@@ -38,7 +110,7 @@ def add_posts(db: AsyncSession) -> AddPosts:
                 title=f"Post {n}",
                 slug=f"post-{n}",
                 body=f"The first paragraph of post {n}.\n\nThe second paragraph.",
-                author="Ada",
+                author_id=author.id if author is not None else None,
                 published=published,
                 created=START + timedelta(days=n),
                 tags=list(tags),
@@ -61,3 +133,30 @@ def add_tag(db: AsyncSession) -> Callable[[str, str], Awaitable[Tag]]:
         return tag
 
     return add
+
+
+@pytest.fixture
+def post_form(client: Client) -> PostForm:
+    """``await post_form("/blog/new", {"title": ...}, files=[upload])``: the post form as
+    a browser sends it, multipart with the CSRF token first (the upload reader checks it
+    before it stores any file), then the fields, the ids to ``remove``, and the files."""
+
+    async def post(
+        path: str,
+        fields: Mapping[str, str],
+        files: Sequence[Upload] = (),
+        *,
+        remove: Sequence[int] = (),
+    ) -> ClientResponse:
+        # As browsers do: multipart even without a file, file names unquoted.
+        form = FormData(quote_fields=False, default_to_multipart=True)
+        form.add_field("csrf_token", await csrf_token(client))
+        for name, value in fields.items():
+            form.add_field(name, value)
+        for attachment_id in remove:
+            form.add_field("remove", str(attachment_id))
+        for field, filename, content, content_type in files:
+            form.add_field(field, content, filename=filename, content_type=content_type)
+        return await client.post(path, data=form, allow_redirects=False)
+
+    return post

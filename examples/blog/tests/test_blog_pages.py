@@ -1,4 +1,7 @@
-"""The blog's pages: the post list and its pages, a post with its comments, tag pages."""
+"""The blog's pages: the post list and its pages, a post with its comments, tag pages.
+
+Who may comment, write and edit is tested in test_accounts.py.
+"""
 
 import re
 from collections.abc import Awaitable, Callable
@@ -9,9 +12,14 @@ from blogsite.blog.models import Comment, Post, Tag
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aiosite.contrib.auth import User
+from aiosite.testing import csrf_token
+
 Client = TestClient[web.Request, web.Application]
 AddPosts = Callable[..., Awaitable[list[Post]]]
 AddTag = Callable[[str, str], Awaitable[Tag]]
+AddUser = Callable[..., Awaitable[User]]
+LogIn = Callable[[str], Awaitable[None]]
 
 
 def titles(html: str) -> list[str]:
@@ -75,8 +83,8 @@ async def test_no_posts_yet(client: Client, db: AsyncSession) -> None:
     assert 'class="pagination"' not in html
 
 
-async def test_drafts_are_not_listed_but_open_at_their_address(
-    client: Client, add_posts: AddPosts, add_tag: AddTag
+async def test_drafts_are_not_listed_and_only_their_author_sees_them(
+    client: Client, add_posts: AddPosts, add_tag: AddTag, log_in: LogIn
 ) -> None:
     tag = await add_tag("aiohttp", "aiohttp")
     await add_posts(2, tags=[tag])
@@ -87,28 +95,40 @@ async def test_drafts_are_not_listed_but_open_at_their_address(
         assert "Post 2" in html, path
         assert "Post 3" not in html, path
 
+    # To anybody else a draft does not exist.
+    resp = await client.get("/blog/post-3")
+    assert resp.status == 404
+    assert "There is no post at “post-3”." in await resp.text()
+
+    await log_in("ada")
     resp = await client.get("/blog/post-3")
     assert resp.status == 200
     html = await resp.text()
     assert "<h1>Post 3</h1>" in html
-    assert "Draft: only people with this address can see it" in html
-    assert "<form" not in html  # no comments on a draft
+    assert "Draft: only its author and the editors can see it" in html
+    assert "comment-form" not in html  # no comments on a draft
+    assert "Log in to comment" not in html
 
-    resp = await client.post("/blog/post-3/comments", data={"author": "Ken", "body": "Hi"})
+    data = {"body": "Hi", "csrf_token": await csrf_token(client)}
+    resp = await client.post("/blog/post-3/comments", data=data)
     assert resp.status == 404
 
 
 async def test_detail_shows_the_post_its_tags_and_comments_oldest_first(
-    client: Client, db: AsyncSession, add_posts: AddPosts, add_tag: AddTag
+    client: Client, db: AsyncSession, add_posts: AddPosts, add_tag: AddTag, add_user: AddUser
 ) -> None:
     tags = [await add_tag("Testing", "testing"), await add_tag("aiohttp", "aiohttp")]
     (post,) = await add_posts(1, tags=tags)
+    grace, ken = await add_user("grace"), await add_user("ken")
     later, earlier = post.created.replace(hour=12), post.created.replace(hour=10)
     db.add_all(
         [
-            Comment(post_id=post.id, author="Grace", body="Second <b>!</b>", created=later),
+            Comment(post_id=post.id, author_id=grace.id, body="Second <b>!</b>", created=later),
             Comment(
-                post_id=post.id, author="Ken", body="First.\n\nTwo paragraphs.", created=earlier
+                post_id=post.id,
+                author_id=ken.id,
+                body="First.\n\nTwo paragraphs.",
+                created=earlier,
             ),
         ]
     )
@@ -120,14 +140,18 @@ async def test_detail_shows_the_post_its_tags_and_comments_oldest_first(
     assert "<title>Post 1 · The aiosite Blog</title>" in html
     assert "<p>The first paragraph of post 1.</p>" in html
     assert "<p>The second paragraph.</p>" in html
-    assert '<time datetime="2025-01-02T09:00:00+00:00">2 January 2025</time>' in html
+    assert (
+        '<time datetime="2025-01-02T09:00:00+00:00">2 January 2025</time> &middot; '
+        '<span class="author">ada</span>'
+    ) in html
     # Tags in name order, each linking to its page.
     assert re.findall(r'<li><a href="/blog/tags/([a-z-]+)">', html) == ["aiohttp", "testing"]
     assert "2 comments" in html
-    assert html.index("<strong>Ken</strong>") < html.index("<strong>Grace</strong>")
+    assert html.index("<strong>ken</strong>") < html.index("<strong>grace</strong>")
     assert "<p>Two paragraphs.</p>" in html
     assert "Second &lt;b&gt;!&lt;/b&gt;" in html  # escaped
-    assert '<a href="/blog/post-1/edit">Edit this post</a>' in html
+    # Only the author and the editors are offered to edit it.
+    assert "Edit this post" not in html
     # The navigation marks the blog as the current section.
     assert '<a href="/blog/" aria-current="true">Blog</a>' in html
 
@@ -139,57 +163,40 @@ async def test_a_missing_post_is_404(client: Client, db: AsyncSession) -> None:
 
 
 async def test_comment_with_errors_comes_back_with_them(
-    client: Client, db: AsyncSession, add_posts: AddPosts
+    client: Client, db: AsyncSession, add_posts: AddPosts, log_in: LogIn
 ) -> None:
     await add_posts(1)
-    resp = await client.post("/blog/post-1/comments", data={"author": "  Ken ", "body": "  "})
+    await log_in("ada")
+    token = await csrf_token(client)
+    resp = await client.post("/blog/post-1/comments", data={"body": "  ", "csrf_token": token})
     assert resp.status == 400
     html = await resp.text()
     assert "<h4>The comment was not posted</h4>" in html
     assert '<a href="#comment-body">Write a comment.</a>' in html
-    # The name is kept (trimmed), the empty body is marked invalid and names its error.
+    # The empty body is marked invalid and names its error.
     assert (
         '<textarea id="comment-body" name="body" rows="5" required '
         'aria-describedby="comment-body-error" aria-invalid="true"></textarea>'
     ) in html
     assert '<p class="field-error" id="comment-body-error">Write a comment.</p>' in html
-    assert (
-        '<input id="comment-author" name="author" type="text" value="Ken" required '
-        'maxlength="100" autocomplete="name">'
-    ) in html
     # The page around the form is all there.
     assert "<h1>Post 1</h1>" in html
+    assert "Commenting as <strong>ada</strong>." in html
     assert (await db.execute(select(Comment))).first() is None
 
-    resp = await client.post("/blog/post-1/comments", data={})
-    html = await resp.text()
-    assert resp.status == 400
-    assert "Enter your name." in html
-    assert "Write a comment." in html
-
-
-async def test_comment_is_stored_and_the_post_shown_again(
-    client: Client, db: AsyncSession, add_posts: AddPosts
-) -> None:
-    await add_posts(1)
     resp = await client.post(
-        "/blog/post-1/comments",
-        data={"author": "Ken", "body": "Nice post.\r\n\r\nThanks!"},
-        allow_redirects=False,
+        "/blog/post-1/comments", data={"body": "x" * 5001, "csrf_token": token}
     )
-    assert resp.status == 303
-    comment = (await db.execute(select(Comment))).scalar_one()
-    assert (comment.author, comment.body) == ("Ken", "Nice post.\n\nThanks!")
-    assert resp.headers["Location"] == f"/blog/post-1#comment-{comment.id}"
-
-    html = await (await client.get("/blog/post-1")).text()
-    assert "1 comment<" in html.replace("\n", "").replace("  ", "")
-    assert f'<article class="comment" id="comment-{comment.id}">' in html
-    assert "<p>Thanks!</p>" in html
+    assert resp.status == 400
+    assert "Keep the comment to 5000 characters; it has 5001." in await resp.text()
 
 
-async def test_comment_on_a_missing_post_is_404(client: Client, db: AsyncSession) -> None:
-    resp = await client.post("/blog/nothing/comments", data={"author": "Ken", "body": "Hi"})
+async def test_comment_on_a_missing_post_is_404(
+    client: Client, db: AsyncSession, ada: User, log_in: LogIn
+) -> None:
+    await log_in("ada")
+    data = {"body": "Hi", "csrf_token": await csrf_token(client)}
+    resp = await client.post("/blog/nothing/comments", data=data)
     assert resp.status == 404
 
 

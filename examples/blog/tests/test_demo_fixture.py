@@ -2,17 +2,22 @@
 
 import asyncio
 import os
+import re
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiosite import Settings
 
 Client = TestClient[web.Request, web.Application]
+PostForm = Callable[..., Awaitable[ClientResponse]]
 DEMO = "blogsite/blog/fixtures/demo.yaml"
+# The demo accounts' password, as the fixture file and the README say.
+DEMO_PASSWORD = "aiosite-demo"  # noqa: S105
 
 
 async def seed(settings: Settings, project: Path) -> str:
@@ -38,9 +43,14 @@ async def seed(settings: Settings, project: Path) -> str:
 
 
 async def test_demo_content_fills_three_pages(
-    client: Client, db: AsyncSession, site_settings: Settings, aiosite_project_dir: Path
+    db: AsyncSession,
+    client: Client,
+    site_settings: Settings,
+    aiosite_project_dir: Path,
+    post_form: PostForm,
 ) -> None:
     report = await seed(site_settings, aiosite_project_dir)
+    assert "auth.User: 7 created" in report
     assert "blog.Post: 25 created" in report
     assert "blog.Comment: 12 created" in report
 
@@ -50,14 +60,30 @@ async def test_demo_content_fills_three_pages(
     assert (await client.get("/blog/?page=4")).status == 404
     hello = await (await client.get("/blog/hello-aiosite")).text()
     assert "3 comments" in hello
+    assert '&middot; <span class="author">ada</span>' in hello
+    assert "<strong>margaret</strong>" in hello
     api = await (await client.get("/api/posts?per_page=100")).json()
     assert api["total"] == 23
     assert len({tag for item in api["items"] for tag in item["tags"]}) == 8
 
+    # The demo accounts log in with the documented password; ada is staff.
+    page = await (await client.get("/auth/login")).text()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    data = {"username": "ada", "password": DEMO_PASSWORD, "csrf_token": token.group(1)}
+    resp = await client.post("/auth/login", data=data, allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    grace_s = await (await client.get("/blog/one-project-many-apps")).text()
+    assert '<span class="author">grace</span>' in grace_s
+    assert "Edit this post" in grace_s
+
     # New rows get fresh ids after rows that were loaded with theirs.
     data = {"title": "After the seed", "body": "Text.", "published": "on"}
-    resp = await client.post("/blog/new", data=data, allow_redirects=False)
+    resp = await post_form("/blog/new", data)
     assert resp.status == 303
-    comment = {"author": "Ken", "body": "Hi"}
+    page = await (await client.get("/blog/hello-aiosite")).text()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    comment = {"body": "Hi", "csrf_token": token.group(1)}
     resp = await client.post("/blog/hello-aiosite/comments", data=comment, allow_redirects=False)
     assert resp.headers["Location"] == "/blog/hello-aiosite#comment-13"

@@ -188,8 +188,11 @@ async def _form_token(request: web.Request, content_type: str) -> str | None:
 def _pending_checker(request: web.Request) -> RequestFinalizer:
     async def log_if_unchecked(exc: BaseException | None) -> None:
         # Only when the handler succeeded: an error may well be why it never checked.
+        # And only when it read the body: one that answered without reading it (a login
+        # redirect) acted on nothing a forger sent.
         succeeded = exc is None or (isinstance(exc, web.HTTPException) and exc.status < 400)
-        if succeeded and request.get(CSRF_PENDING):
+        read_body = request.content.total_bytes > 0
+        if succeeded and read_body and request.get(CSRF_PENDING):
             logger.error(
                 "%s %s: the handler streamed a multipart body without checking its CSRF "
                 "token; read the body with aiosite's upload reader, or call "

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.test_utils import TestClient, make_mocked_request
-from aiohttp_session import SESSION_KEY, STORAGE_KEY
+from aiohttp_session import SESSION_KEY
 from multidict import CIMultiDict
 
 from aiosite.keys import SESSION_STORE
@@ -33,7 +33,7 @@ async def csrf_token(client: TestClient[Any, web.Application]) -> str:
         headers[hdrs.COOKIE] = "; ".join(f"{name}={m.value}" for name, m in cookies.items())
     request = make_mocked_request("GET", "/", headers=headers, app=app)
     store = app[SESSION_STORE]
-    request[STORAGE_KEY] = store.storage
+    store.attach(request)  # as the site's request hook does
     token = await get_csrf_token(request)
     session = request.get(SESSION_KEY)
     if session is not None and session._changed and store.storage is not None:

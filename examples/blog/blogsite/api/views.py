@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import defer, selectinload
 
 from aiosite import Prepared, db_session, fast_path, json_response, paginate, url_for
+from aiosite.contrib.auth import User
 from blogsite.blog.models import Comment, Post
-from blogsite.blog.queries import published_posts
+from blogsite.blog.queries import SUMMARY, published_posts
 
 PER_PAGE = 20
 MAX_PER_PAGE = 100
@@ -25,7 +26,7 @@ async def posts(request: web.Request) -> web.Response:
     statement = published_posts().options(
         # The list leaves out the bodies: a long post costs nothing here.
         defer(Post.body, raiseload=True),
-        selectinload(Post.tags),
+        *SUMMARY,
     )
     page = await paginate(
         db_session(request), statement, page=request.query.get("page"), per_page=per_page
@@ -56,7 +57,7 @@ async def post(request: web.Request) -> web.Response:
     statement = (
         select(Post)
         .where(Post.id == post_id, Post.published)
-        .options(selectinload(Post.tags), selectinload(Post.comments))
+        .options(*SUMMARY, selectinload(Post.comments).selectinload(Comment.author))
     )
     found = (await db_session(request).execute(statement)).scalar_one_or_none()
     if found is None:
@@ -66,7 +67,7 @@ async def post(request: web.Request) -> web.Response:
     data["updated"] = found.updated
     data["html_url"] = url_for(request, "blog:detail", slug=found.slug)
     data["comments"] = [
-        {"id": c.id, "author": c.author, "body": c.body, "created": c.created}
+        {"id": c.id, "author": _name(c.author), "body": c.body, "created": c.created}
         for c in found.comments
     ]
     return json_response(data)
@@ -107,12 +108,17 @@ def _summary(request: web.Request, post: Post) -> dict[str, Any]:
         "id": post.id,
         "title": post.title,
         "slug": post.slug,
-        "author": post.author,
+        "author": _name(post.author),
         "created": post.created,
         "published": post.published,
         "tags": [tag.name for tag in post.tags],
         "url": url_for(request, "api:post", id=post.id),
     }
+
+
+def _name(user: User | None) -> str | None:
+    """An author's username; None once their account is deleted."""
+    return user.username if user is not None else None
 
 
 def _per_page(value: str | None) -> int:

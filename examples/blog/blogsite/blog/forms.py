@@ -2,6 +2,10 @@
 
 A form holds the submitted text as it came; ``validate()`` returns the clean values, or
 ``None`` with ``errors`` filled in, one message per field, written for the person typing.
+Who wrote a post or a comment is not a field: it is the logged-in user.
+
+The post form comes with files (``multipart/form-data``): its text fields are read by
+aiosite's upload reader (``read_upload_form``) along with the files, and handed here.
 """
 
 from __future__ import annotations
@@ -10,7 +14,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from .models import AUTHOR_MAX, SLUG_MAX, TAG_MAX, TITLE_MAX, Post
+from multidict import MultiMapping
+
+from .models import SLUG_MAX, TAG_MAX, TITLE_MAX, Post
 from .text import SLUG_RE, slugify
 
 # Paths of the blog's own pages, which a post at /blog/<slug> would hide.
@@ -33,9 +39,9 @@ class PostData:
     title: str
     slug: str
     body: str
-    author: str
     published: bool
     tags: list[tuple[str, str]]  # (name, slug), in the order typed
+    remove: frozenset[int]  # ids of attachments to delete
 
 
 @dataclass
@@ -43,21 +49,23 @@ class PostForm:
     title: str = ""
     slug: str = ""
     body: str = ""
-    author: str = ""
     published: bool = False
     tags: str = ""
+    # The attachments ticked "Remove" on the edit form, by id.
+    remove: frozenset[int] = frozenset()
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_data(cls, data: Mapping[str, object]) -> PostForm:
+    def from_data(cls, data: MultiMapping[str]) -> PostForm:
         return cls(
             title=_text(data, "title"),
             slug=_text(data, "slug"),
             body=_text(data, "body"),
-            author=_text(data, "author"),
             # An unchecked checkbox is not sent at all.
             published="published" in data,
             tags=_text(data, "tags"),
+            # Anything but an id is no attachment of the post; the view ignores it.
+            remove=frozenset(int(v) for v in data.getall("remove", ()) if v.isdigit()),
         )
 
     @classmethod
@@ -67,7 +75,6 @@ class PostForm:
             title=post.title,
             slug=post.slug,
             body=post.body,
-            author=post.author,
             published=post.published,
             tags=", ".join(tag.name for tag in post.tags),
         )
@@ -93,15 +100,13 @@ class PostForm:
             errors["slug"] = f"“{slug}” is the address of another page; choose another slug."
         if not self.body:
             errors["body"] = "Write the post."
-        if len(self.author) > AUTHOR_MAX:
-            errors["author"] = f"Keep the name to {AUTHOR_MAX} characters."
         tags, tag_error = parse_tags(self.tags)
         if tag_error:
             errors["tags"] = tag_error
         self.errors = errors
         if errors:
             return None
-        return PostData(self.title, slug, self.body, self.author, self.published, tags)
+        return PostData(self.title, slug, self.body, self.published, tags, self.remove)
 
 
 def parse_tags(text: str) -> tuple[list[tuple[str, str]], str | None]:
@@ -127,20 +132,15 @@ def parse_tags(text: str) -> tuple[list[tuple[str, str]], str | None]:
 
 @dataclass
 class CommentForm:
-    author: str = ""
     body: str = ""
     errors: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_data(cls, data: Mapping[str, object]) -> CommentForm:
-        return cls(author=_text(data, "author"), body=_text(data, "body"))
+        return cls(body=_text(data, "body"))
 
     def validate(self) -> bool:
         errors: dict[str, str] = {}
-        if not self.author:
-            errors["author"] = "Enter your name."
-        elif len(self.author) > AUTHOR_MAX:
-            errors["author"] = f"Keep the name to {AUTHOR_MAX} characters."
         if not self.body:
             errors["body"] = "Write a comment."
         elif len(self.body) > COMMENT_MAX:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import QueryableAttribute, selectinload
+from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.interfaces import ORMOption
 
-from .models import Post, Tag, post_tag
+from .models import Comment, Post, Tag, post_tag
+
+# What a list of posts shows of each: its author's name and its tags.
+SUMMARY = (selectinload(Post.author), selectinload(Post.tags))
+# What a post's page shows: the summary's, its attachments and its comments' authors.
+PAGE = (
+    *SUMMARY,
+    selectinload(Post.attachments),
+    selectinload(Post.comments).selectinload(Comment.author),
+)
+# What the edit form needs: the tags and attachments it shows and may replace.
+EDITING = (selectinload(Post.tags), selectinload(Post.attachments))
 
 
 def published_posts() -> Select[Post]:
@@ -25,10 +35,10 @@ def posts_tagged(tag: Tag) -> Select[Post]:
     )
 
 
-async def post_or_404(session: AsyncSession, slug: str, *related: QueryableAttribute[Any]) -> Post:
-    """The post at ``slug`` with the ``related`` relationships loaded, or a 404."""
-    statement = select(Post).where(Post.slug == slug)
-    statement = statement.options(*(selectinload(attribute) for attribute in related))
+async def post_or_404(session: AsyncSession, slug: str, *options: ORMOption) -> Post:
+    """The post at ``slug``, loaded with ``options`` (``SUMMARY``, ``PAGE``,
+    ``selectinload(Post.tags)``), or a 404."""
+    statement = select(Post).where(Post.slug == slug).options(*options)
     post = (await session.execute(statement)).scalar_one_or_none()
     if post is None:
         raise web.HTTPNotFound(text=f"There is no post at “{slug}”.")
@@ -36,7 +46,7 @@ async def post_or_404(session: AsyncSession, slug: str, *related: QueryableAttri
 
 
 async def latest_posts(session: AsyncSession, count: int) -> list[Post]:
-    statement = published_posts().options(selectinload(Post.tags)).limit(count)
+    statement = published_posts().options(*SUMMARY).limit(count)
     return list((await session.execute(statement)).scalars())
 
 

@@ -26,3 +26,13 @@ def paragraphs(text: str) -> list[str]:
 def format_date(value: datetime) -> str:
     """``3 March 2025`` (``strftime``'s ``%-d`` is not portable)."""
     return f"{value.day} {value:%B %Y}"
+
+
+def file_size(size: int) -> str:
+    """``183204`` -> ``179 KB``, ``1572864`` -> ``1.5 MB`` (1 KB = 1024 bytes, as file
+    managers count)."""
+    if size < 1024:
+        return "1 byte" if size == 1 else f"{size} bytes"
+    value, unit = (size / 1024, "KB") if size < 1024**2 else (size / 1024**2, "MB")
+    shown = f"{value:.1f}".removesuffix(".0") if value < 10 else f"{value:.0f}"
+    return f"{shown} {unit}"

@@ -4,6 +4,10 @@ forms that write and edit posts.
 Forms follow one pattern: a GET shows the form; a POST with errors shows it again with
 status 400, the typed values kept and each error next to its field; a POST that saves
 redirects with 303 See Other, so reloading the next page does not post again.
+
+Writing needs an account: ``@login_required`` sends anonymous visitors to the login page
+and, once logged in, back to the form. Who may see and edit which post is decided in
+access.py.
 """
 
 from __future__ import annotations
@@ -12,23 +16,42 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
 
-from aiosite import db_session, get_or_404, paginate, render, template, url_for
+from aiosite import db_session, flash, get_or_404, paginate, render, template, url_for
+from aiosite.contrib.auth import User, current_user, login_required
+from aiosite.uploads import UploadForm, read_upload_form
 
+from .access import can_edit, check_can_edit, check_can_see
+from .attachments import (
+    ATTACHMENT_TYPES,
+    ATTACHMENTS_MAX_SIZE,
+    MAX_ATTACHMENTS,
+    accepts_attachments,
+    attachments_of,
+    delete_files,
+)
 from .forms import DUPLICATE_SLUG, CommentForm, PostData, PostForm
 from .models import Comment, Post, Tag
-from .queries import post_or_404, posts_tagged, published_posts, tags_named
+from .queries import (
+    EDITING,
+    PAGE,
+    SUMMARY,
+    post_or_404,
+    posts_tagged,
+    published_posts,
+    tags_named,
+)
 
 POSTS_PER_PAGE = 10
 # How the database names the unique slug: PostgreSQL gives the constraint's name
 # (models' naming convention), SQLite the table and column.
 _SLUG_CONSTRAINT = ("uq_blog_post_slug", "blog_post.slug")
+FILES_AGAIN = "Choose the files again: they are not kept while the post has errors."
 
 
 @template("blog/index.html")
 async def index(request: web.Request) -> dict[str, Any]:
-    statement = published_posts().options(selectinload(Post.tags))
+    statement = published_posts().options(*SUMMARY)
     page = await paginate(
         db_session(request), statement, page=request.query.get("page"), per_page=POSTS_PER_PAGE
     )
@@ -39,7 +62,7 @@ async def index(request: web.Request) -> dict[str, Any]:
 async def tag(request: web.Request) -> dict[str, Any]:
     session = db_session(request)
     found = await get_or_404(session, Tag, slug=request.match_info["slug"])
-    statement = posts_tagged(found).options(selectinload(Post.tags))
+    statement = posts_tagged(found).options(*SUMMARY)
     page = await paginate(
         session, statement, page=request.query.get("page"), per_page=POSTS_PER_PAGE
     )
@@ -47,95 +70,157 @@ async def tag(request: web.Request) -> dict[str, Any]:
 
 
 async def detail(request: web.Request) -> web.Response:
-    post = await post_or_404(
-        db_session(request), request.match_info["slug"], Post.tags, Post.comments
-    )
-    return await render(request, "blog/detail.html", {"post": post, "form": CommentForm()})
+    post = await post_or_404(db_session(request), request.match_info["slug"], *PAGE)
+    await check_can_see(request, post)
+    return await _render_post(request, post, CommentForm())
 
 
 async def comment(request: web.Request) -> web.Response:
     session = db_session(request)
-    post = await post_or_404(session, request.match_info["slug"], Post.tags, Post.comments)
+    post = await post_or_404(session, request.match_info["slug"], *PAGE)
+    await check_can_see(request, post)
     if not post.published:
         raise web.HTTPNotFound(text="Comments open when the post is published.")
+    user = await current_user(request)
+    if not isinstance(user, User):
+        # Only logged-in visitors get the form; this one's session ended since (it
+        # logged out in another tab, or its password was changed). After logging in
+        # they come back to the post, not to this POST-only address.
+        detail_url = url_for(request, "blog:detail", slug=post.slug)
+        raise web.HTTPSeeOther(url_for(request, "auth:login", next=detail_url))
     form = CommentForm.from_data(await request.post())
     if not form.validate():
-        context = {"post": post, "form": form}
-        return await render(request, "blog/detail.html", context, status=400)
-    added = Comment(post_id=post.id, author=form.author, body=form.body)
+        return await _render_post(request, post, form, status=400)
+    added = Comment(post_id=post.id, author_id=user.id, body=form.body)
     session.add(added)
     await session.flush()  # for its id in the link below; committed after the handler
     location = url_for(request, "blog:detail", slug=post.slug)
     raise web.HTTPSeeOther(f"{location}#comment-{added.id}")
 
 
+async def _render_post(
+    request: web.Request, post: Post, form: CommentForm, *, status: int = 200
+) -> web.Response:
+    context = {"post": post, "form": form, "can_edit": await can_edit(request, post)}
+    return await render(request, "blog/detail.html", context, status=status)
+
+
 class NewPost(web.View):
+    @login_required
     async def get(self) -> web.Response:
         return await _render_form(self.request, PostForm(), editing=None)
 
+    @login_required
+    @accepts_attachments
     async def post(self) -> web.Response:
-        form = PostForm.from_data(await self.request.post())
-        data = form.validate()
-        if data is None:
-            return await _render_form(self.request, form, editing=None, status=400)
-        return await _save(self.request, Post(), data, form, editing=None)
+        user = await current_user(self.request)
+        upload = await read_upload_form(self.request)
+        post = Post(author_id=user.id, tags=[], attachments=[])
+        return await _save(self.request, post, upload, editing=None)
 
 
 class EditPost(web.View):
+    @login_required
     async def get(self) -> web.Response:
-        post = await post_or_404(db_session(self.request), self._slug, Post.tags)
-        return await _render_form(self.request, PostForm.from_post(post), editing=post.slug)
+        post = await self._post()
+        return await _render_form(self.request, PostForm.from_post(post), editing=post)
 
+    @login_required
+    @accepts_attachments
     async def post(self) -> web.Response:
-        # The tags are loaded so that assigning new ones can tell which to remove.
-        post = await post_or_404(db_session(self.request), self._slug, Post.tags)
-        form = PostForm.from_data(await self.request.post())
-        data = form.validate()
-        if data is None:
-            return await _render_form(self.request, form, editing=post.slug, status=400)
-        return await _save(self.request, post, data, form, editing=post.slug)
+        # Checked before the body is read: a refused request stores no file.
+        post = await self._post()
+        upload = await read_upload_form(self.request)
+        return await _save(self.request, post, upload, editing=post)
 
-    @property
-    def _slug(self) -> str:
-        return self.request.match_info["slug"]
+    async def _post(self) -> Post:
+        # The tags and attachments are loaded so that assigning new ones can tell which
+        # to remove; the form lists the attachments.
+        post = await post_or_404(
+            db_session(self.request), self.request.match_info["slug"], *EDITING
+        )
+        await check_can_edit(self.request, post)
+        return post
 
 
 async def _save(
-    request: web.Request, post: Post, data: PostData, form: PostForm, *, editing: str | None
+    request: web.Request, post: Post, upload: UploadForm, *, editing: Post | None
 ) -> web.Response:
+    form = PostForm.from_data(upload.fields)
+    data = form.validate()
+    if data is None:
+        return await _refuse(request, form, upload, editing=editing)
     session = db_session(request)
-    tags = await tags_named(session, data.tags)
-    post.title = data.title
-    post.slug = data.slug
-    post.body = data.body
-    post.author = data.author
-    post.published = data.published
-    post.tags = tags
+    old_slug = post.slug
+    removed = [a for a in post.attachments if a.id in data.remove]
+    _apply(post, data, await tags_named(session, data.tags))
+    post.attachments = [
+        *(a for a in post.attachments if a.id not in data.remove),
+        *attachments_of(upload),
+    ]
     session.add(post)
     try:
         await session.flush()
     except IntegrityError as exc:
         # The unique constraint is the guard: a SELECT beforehand could not see a post
         # another request is saving at the same moment. The rollback also undoes tags
-        # made above, and expires `post`, which nothing below reads.
+        # made above, and expires every object of the session, the user the page's
+        # header names included: read them again before showing the form.
         await session.rollback()
         if not any(name in str(exc.orig) for name in _SLUG_CONSTRAINT):
             raise
+        await session.refresh(await current_user(request))
+        if editing is not None:
+            editing = await post_or_404(session, old_slug, *EDITING)
         form.errors["slug"] = DUPLICATE_SLUG
-        return await _render_form(request, form, editing=editing, status=400)
+        return await _refuse(request, form, upload, editing=editing)
+    # The rows are gone; now their files. (Were the commit after the handler to fail,
+    # those attachments would be missing their file: a 404, not a broken page.)
+    await delete_files(request, removed)
+    await flash(request, "The post is saved.", "success")
     raise web.HTTPSeeOther(url_for(request, "blog:detail", slug=data.slug))
 
 
-async def _render_form(
-    request: web.Request, form: PostForm, *, editing: str | None, status: int = 200
+def _apply(post: Post, data: PostData, tags: list[Tag]) -> None:
+    post.title = data.title
+    post.slug = data.slug
+    post.body = data.body
+    post.published = data.published
+    post.tags = tags
+
+
+async def _refuse(
+    request: web.Request, form: PostForm, upload: UploadForm, *, editing: Post | None
 ) -> web.Response:
-    """The post form; ``editing`` is the slug of the post being edited (None: a new post)."""
+    """The form again, with its errors; the files it brought are deleted (a browser
+    cannot be given them back), and it says so."""
+    if upload.files:
+        await upload.discard()
+        form.errors.setdefault("attachments", FILES_AGAIN)
+    return await _render_form(request, form, editing=editing, status=400)
+
+
+async def _render_form(
+    request: web.Request, form: PostForm, *, editing: Post | None, status: int = 200
+) -> web.Response:
+    """The post form; ``editing`` is the post being edited (None: a new post), with its
+    attachments loaded."""
     context: dict[str, Any]
     if editing is None:
         action = url_for(request, "blog:new")
         context = {"heading": "New post", "cancel": url_for(request, "blog:index")}
     else:
-        action = url_for(request, "blog:edit", slug=editing)
-        context = {"heading": "Edit post", "cancel": url_for(request, "blog:detail", slug=editing)}
-    context |= {"form": form, "action": action}
+        action = url_for(request, "blog:edit", slug=editing.slug)
+        context = {
+            "heading": "Edit post",
+            "cancel": url_for(request, "blog:detail", slug=editing.slug),
+        }
+    context |= {
+        "form": form,
+        "action": action,
+        "attachments": editing.attachments if editing is not None else [],
+        "accepted_types": ATTACHMENT_TYPES,
+        "max_size": ATTACHMENTS_MAX_SIZE,
+        "max_files": MAX_ATTACHMENTS,
+    }
     return await render(request, "blog/form.html", context, status=status)

@@ -26,8 +26,9 @@ async def about(request: web.Request) -> dict[str, Any]:
         "features": [
             ("Pages and navigation", "templates, static files, named routes", True),
             ("Posts, comments and tags", "the database layer, forms and a JSON API", True),
+            ("Accounts", "sign-up, login, sessions and who may edit what", True),
+            ("Attachments", "images and files uploaded with a post", True),
             ("An admin", "pages to manage every table", False),
-            ("Accounts", "sign-up, login and sessions", False),
             ("Live chat", "websockets and the broadcast hub", False),
         ],
     }

@@ -16,6 +16,7 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp_session import STORAGE_KEY
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
 
 from aiosite import Settings, db_session, rotate_csrf_token, settings_of
@@ -96,10 +97,17 @@ async def current_user(request: web.Request) -> AnyUser:
     is anonymous (and forgets its user).
     """
     user = request.get(CURRENT_USER)
-    if user is None:
+    if user is None or (isinstance(user, User) and _stale(user)):
         user = await _load_user(request)
         request[CURRENT_USER] = user
     return user
+
+
+def _stale(user: User) -> bool:
+    # The handler's database session ended (an error page renders after its rollback and
+    # close) or was rolled back: the user is read again in the session in use now.
+    state = sa_inspect(user)
+    return bool(state.detached or state.expired)
 
 
 async def _load_user(request: web.Request) -> AnyUser:
