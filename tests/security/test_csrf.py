@@ -150,6 +150,10 @@ async def test_a_foreign_origin_is_refused(project: Path) -> None:
         other = f"http://{client.server.host}:{client.server.port + 1}"
         resp = await client.post("/submit", data=data, headers={"Origin": other})
         assert resp.status == 403
+        # An origin that does not parse (an empty IDNA label) is refused, not a 500.
+        for broken in ("https://xn--", "http://a..b", "http://[::1"):
+            resp = await client.post("/submit", data=data, headers={"Origin": broken})
+            assert resp.status == 403, broken
         # The site's own origin, and "null" on plain HTTP, are accepted.
         for origin in (site_origin(client), "null"):
             resp = await client.post("/submit", data=data, headers={"Origin": origin})

@@ -18,11 +18,13 @@ def parse_origin(value: str) -> Origin | None:
     """The origin of a URL or of an ``Origin`` header value; None when it has none."""
     try:
         url = URL(value)
-    except (ValueError, TypeError):
+        # yarl decodes an IDNA host lazily: "https://xn--" fails here, not above.
+        host, port = url.host, url.port
+    except (ValueError, TypeError):  # UnicodeError is a ValueError
         return None
-    if url.scheme not in ("http", "https") or not url.host:
+    if url.scheme not in ("http", "https") or not host:
         return None
-    return url.scheme, url.host.lower(), url.port
+    return url.scheme, host.lower(), port
 
 
 def request_origin(host_header: str, *, secure: bool) -> Origin | None:

@@ -6,6 +6,7 @@ the site sees different ``request.remote`` values, as it would for different cli
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -136,3 +137,19 @@ async def _age_failures(site: Site, *, seconds: int) -> None:
             )
         )
         assert await session.scalar(select(func.count()).select_from(module.LoginFailure)) > 0
+
+
+async def test_parallel_guesses_are_throttled_too(
+    make_project: ProjectFactory, browsers: BrowserFactory, database: TestDatabase
+) -> None:
+    # Each guess is counted before its (slow) password check, so guesses sent at once see
+    # each other: no more than the limit are checked.
+    async with throttled_site(make_project, account=3, ip=100) as site:
+        await make_user(site.app, "ada")
+        guessers = [browsers(site, ip=f"127.0.0.{n}") for n in range(1, 13)]
+        answers = await asyncio.gather(
+            *(guesser.login("ada", f"guess {n}") for n, guesser in enumerate(guessers))
+        )
+        statuses = sorted(answer.status for answer in answers)
+        assert statuses.count(400) <= 3
+        assert statuses.count(429) >= 9

@@ -67,9 +67,10 @@ def _now() -> datetime:
 
 
 async def check(
-    session: AsyncSession, settings: AuthSettings, username: str, ip: str
+    session: AsyncSession, settings: AuthSettings, username: str, ip: str, *, counted: int = 0
 ) -> Throttled | None:
-    """Whether a login for ``username`` from ``ip`` must be refused now."""
+    """Whether a login for ``username`` from ``ip`` must be refused now; ``counted``:
+    how many of the rows are this attempt's own (recorded before the check)."""
     now = _now()
     window = timedelta(seconds=settings.throttle_window)
     limits: tuple[tuple[Reason, InstrumentedAttribute[str], str, int], ...] = (
@@ -83,7 +84,7 @@ async def check(
             select(LoginFailure.created)
             .where(column == value, LoginFailure.created > now - window)
             .order_by(LoginFailure.created.desc())
-            .offset(limit - 1)
+            .offset(limit - 1 + counted)
             .limit(1)
         )
         if nth is not None:
@@ -94,16 +95,18 @@ async def check(
 
 async def record_failure(
     session: AsyncSession, settings: AuthSettings, username: str, ip: str
-) -> None:
-    """Count a failed login, and forget those older than the window."""
+) -> int:
+    """Count a failed login, and forget those older than the window; the row's id."""
     now = _now()
     await session.execute(
         delete(LoginFailure).where(
             LoginFailure.created < now - timedelta(seconds=settings.throttle_window)
         )
     )
-    session.add(LoginFailure(username=account_key(username), ip=ip, created=now))
+    failure = LoginFailure(username=account_key(username), ip=ip, created=now)
+    session.add(failure)
     await session.flush()
+    return failure.id
 
 
 async def clear_account(session: AsyncSession, username: str) -> None:
@@ -111,3 +114,8 @@ async def clear_account(session: AsyncSession, username: str) -> None:
     await session.execute(
         delete(LoginFailure).where(LoginFailure.username == account_key(username))
     )
+
+
+async def forget_attempt(session: AsyncSession, failure_id: int) -> None:
+    """Take back an attempt counted before its check, which then refused it unchecked."""
+    await session.execute(delete(LoginFailure).where(LoginFailure.id == failure_id))

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, select
 
-from aiosite import db_session, render, settings_of
+from aiosite import db_session, render, session_scope, settings_of
 from aiosite.sessions import flash
 
 from . import throttle
@@ -64,8 +64,13 @@ class LoginView(web.View):
             return await _page(request, "auth/login.html", {"form": form}, status=400)
         session = db_session(request)
         ip = throttle.client_ip(request)
-        refused = await throttle.check(session, settings, form.username, ip)
+        # The attempt counts as a failure, committed before the (slow) password check, so
+        # that parallel guesses see each other; a successful login clears it below.
+        async with session_scope(request) as attempt:
+            attempt_id = await throttle.record_failure(attempt, settings, form.username, ip)
+        refused = await throttle.check(session, settings, form.username, ip, counted=1)
         if refused is not None:
+            await throttle.forget_attempt(session, attempt_id)
             # Refused before the password is checked: while throttled, a right guess and a
             # wrong one look (and take) the same.
             form.errors[FORM_ERROR] = refused.message
@@ -75,7 +80,6 @@ class LoginView(web.View):
             )
         user = await authenticate(request, form.username, form.password)
         if user is None:
-            await throttle.record_failure(session, settings, form.username, ip)
             form.errors[FORM_ERROR] = WRONG_CREDENTIALS
             return await _page(request, "auth/login.html", {"form": form}, status=400)
         await throttle.clear_account(session, form.username)
