@@ -12,11 +12,10 @@ import logging
 import secrets
 import warnings
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp_session
 import jinja2
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp_session import SESSION_KEY, STORAGE_KEY, Session
 
@@ -25,6 +24,9 @@ from aiosite.keys import CORE, ERROR_TRANSLATORS, SESSION_STORE, TEMPLATES, stat
 from aiosite.sessions.flash import flash, flashed_messages, get_flashed_messages
 from aiosite.sessions.storage import EncryptedCookieStorage, RedisStorage
 from aiosite.settings import Settings, secret_key_problem
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 logger = logging.getLogger("aiosite.sessions")
 
@@ -83,6 +85,9 @@ class SessionStore:
 
     async def open(self) -> None:
         if self.settings.backend == "redis":
+            # Imported here: a site on cookie sessions never loads the Redis client.
+            import redis.asyncio as aioredis
+
             self.client = aioredis.Redis.from_url(self.settings.redis_url)
             self.storage = RedisStorage(self.client, self.settings, secure=self.secure)
 
@@ -144,7 +149,9 @@ async def rotate_session(request: web.Request) -> Session:
 
 
 def _translate_error(exc: BaseException) -> web.HTTPException | None:
-    if isinstance(exc, aioredis.ConnectionError | aioredis.TimeoutError):
+    import redis.exceptions
+
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         logger.error("The session store (Redis) is unavailable: %s", exc)
         return web.HTTPServiceUnavailable(
             text="Sessions are unavailable for a moment; try again shortly.",
@@ -164,7 +171,8 @@ def setup(app: web.Application, settings: Settings) -> None:
     core = app[CORE]
     core.request_hooks.append(store.attach)
     core.response_hooks.append(store.save)
-    app.setdefault(ERROR_TRANSLATORS, []).append(_translate_error)
+    if settings.session.backend == "redis":
+        app.setdefault(ERROR_TRANSLATORS, []).append(_translate_error)
     templates = app.get(TEMPLATES)
     if templates is not None:
         templates.env.globals["flashed_messages"] = _flashed_messages_global

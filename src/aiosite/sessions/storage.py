@@ -10,9 +10,8 @@ import base64
 import json
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp_session import AbstractStorage, Session
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -20,6 +19,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from aiosite.settings import SessionSettings
+
+if TYPE_CHECKING:
+    # Imported when a site uses Redis sessions: the client costs tens of ms at startup.
+    import redis.asyncio as aioredis
 
 logger = logging.getLogger("aiosite.sessions")
 
