@@ -42,6 +42,7 @@ from aiosite.site import create_site as create_site
 from aiosite.site import load_site as load_site
 from aiosite.web.responses import json_response as json_response
 from aiosite.web.routing import Routes as Routes
+from aiosite.web.errors import wants_json as wants_json
 from aiosite.web.routing import url_for as url_for
 from aiosite.web.static import static_url as static_url
 from aiosite.web.templates import render as render
@@ -96,4 +97,5 @@ __all__ = [
     "static_url",
     "template",
     "url_for",
+    "wants_json",
 ]

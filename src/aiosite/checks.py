@@ -18,7 +18,7 @@ from aiohttp import web
 from aiosite.apps import load_apps
 from aiosite.exceptions import AiositeError
 from aiosite.keys import APPS, TEMPLATES
-from aiosite.settings import INSECURE_KEY_PREFIX, Settings, hide_password, secret_key_problem
+from aiosite.settings import Settings, hide_password, secret_key_problems
 from aiosite.site import create_site
 
 
@@ -115,17 +115,8 @@ def _errors(settings: Settings) -> Iterator[Problem]:
             "debug.enabled: on; every visitor would see tracebacks, settings and the debug "
             f"toolbar: set debug: false in {file}",
         )
-    key_problem = secret_key_problem(settings)
-    if key_problem is not None:
-        yield Problem("error", key_problem)
-    for index, old in enumerate(settings.security.secret_key_fallbacks):
-        if old.get_secret_value().startswith(INSECURE_KEY_PREFIX):
-            yield Problem(
-                "error",
-                f"security.secret_key_fallbacks: item {index} is a development key "
-                f"({INSECURE_KEY_PREFIX}...), which anyone with the project's code can use "
-                "to forge sessions: remove it",
-            )
+    for problem in secret_key_problems(settings):
+        yield Problem("error", problem)
     yield from _allowed_hosts(settings.security.allowed_hosts, file)
     yield from _session_cookie(settings)
     yield from _media_root(settings)
@@ -160,7 +151,7 @@ def _is_local_host(host: str) -> bool:
 def _session_cookie(settings: Settings) -> Iterator[Problem]:
     session = settings.session
     # The rule of the sessions battery: null means Secure outside development and test.
-    secure = session.cookie_secure if session.cookie_secure is not None else not settings.is_local
+    secure = settings.session_cookie_secure
     if not secure:
         if session.cookie_secure is None:
             why = f"null, which is off in the {settings.env!r} environment"

@@ -181,6 +181,11 @@ class SecuritySettings(Section):
     hsts_include_subdomains: bool = False
     hsts_preload: bool = False
 
+    def secret_values(self) -> list[str]:
+        """The secret key, if set, then its fallbacks: what signs and must never show."""
+        keys = (self.secret_key, *self.secret_key_fallbacks)
+        return [key.get_secret_value() for key in keys if key is not None]
+
     @field_validator("allowed_hosts")
     @classmethod
     def _lower_hosts(cls, value: list[str]) -> list[str]:
@@ -386,6 +391,12 @@ class Settings(BaseSettings):
         return self.env in LOCAL_ENVS
 
     @property
+    def session_cookie_secure(self) -> bool:
+        """Whether the session cookie is Secure: as set, else outside development/test."""
+        secure = self.session.cookie_secure
+        return not self.is_local if secure is None else secure
+
+    @property
     def media_root(self) -> Path:
         return self.project_dir / self.uploads.media_root
 
@@ -393,6 +404,21 @@ class Settings(BaseSettings):
     def templates_auto_reload(self) -> bool:
         auto = self.templates.auto_reload
         return self.debug.enabled if auto is None else auto
+
+
+def secret_key_problems(settings: Settings) -> list[str]:
+    """Everything wrong with the secret keys for a public site: the key itself (as
+    ``secret_key_problem``), and development keys among the fallbacks, which anyone with
+    the project's code could use to forge sessions."""
+    problems = [problem] if (problem := secret_key_problem(settings)) is not None else []
+    for index, old in enumerate(settings.security.secret_key_fallbacks):
+        if old.get_secret_value().startswith(INSECURE_KEY_PREFIX):
+            problems.append(
+                f"security.secret_key_fallbacks: item {index} is a development key "
+                f"({INSECURE_KEY_PREFIX}...), which anyone with the project's code can use "
+                "to forge sessions: remove it"
+            )
+    return problems
 
 
 def secret_key_problem(settings: Settings) -> str | None:

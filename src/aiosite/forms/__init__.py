@@ -7,6 +7,6 @@ and the ARIA attributes that tie them together. The forms battery needs no ``set
 
 from __future__ import annotations
 
-from aiosite.forms.form import Form, FormInput
+from aiosite.forms.form import Form, FormInput, read_form
 
-__all__ = ["Form", "FormInput"]
+__all__ = ["Form", "FormInput", "read_form"]

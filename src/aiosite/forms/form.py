@@ -70,7 +70,7 @@ class Form(wtforms.Form):  # type: ignore[misc, unused-ignore]
             formdata = FormInput(query) if submitted else None
         else:
             submitted = True
-            formdata = FormInput(await _read_post(request))
+            formdata = FormInput(await read_form(request))
         if formdata is not None:
             form.process(formdata, obj=obj, data=data, **kwargs)
         form.submitted = submitted
@@ -94,7 +94,8 @@ class Form(wtforms.Form):  # type: ignore[misc, unused-ignore]
         return not self.errors
 
 
-async def _read_post(request: web.Request) -> MultiMapping[Any]:
+async def read_form(request: web.Request) -> MultiMapping[Any]:
+    """``await request.post()``, with a body that cannot be read answered 400, not 500."""
     try:
         return await request.post()
     except web.HTTPException:

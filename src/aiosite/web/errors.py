@@ -279,6 +279,8 @@ async def exception_response(request: web.Request, exc: BaseException) -> web.Re
 
 
 def wants_json(request: web.Request) -> bool:
+    """Whether errors for this request are JSON: an API route or app, or a client that
+    asks for JSON and not HTML."""
     routes = request.config_dict.get(ROUTES)
     if routes is not None and routes.is_api(request):
         return True
