@@ -7,7 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from aiosite import db, debug, security, sessions, uploads
-from aiosite.apps import ensure_importable, load_apps
+from aiosite.apps import load_apps
 from aiosite.keys import APPS, CORE, ROUTES, SETTINGS
 from aiosite.settings import Settings, load_settings
 from aiosite.web import routing, static, templates
@@ -54,4 +54,4 @@ def load_site(project_dir: Path | str, env: str | None = None) -> web.Applicatio
     return create_site(load_settings(project_dir, env))
 
 
-__all__ = ["create_site", "ensure_importable", "load_site"]
+__all__ = ["create_site", "load_site"]

@@ -10,9 +10,8 @@ import pytest
 from sqlalchemy import inspect, select
 
 from aiosite import load_settings
-from aiosite.apps import AppRegistry, load_apps
+from aiosite.apps import AppRegistry, ensure_importable, load_apps
 from aiosite.db.models import models_of, site_metadata
-from aiosite.site import ensure_importable
 from tests.conftest import ProjectFactory, TestDatabase
 
 MODELS = """

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import json
+import time
 import uuid
 from collections.abc import Callable
 from http.cookies import SimpleCookie
@@ -11,8 +12,11 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from cryptography.fernet import Fernet
 
+from aiosite import SETTINGS
 from aiosite.exceptions import ImproperlyConfigured
+from aiosite.sessions.storage import derive_key
 from tests.conftest import REDIS_ADDRESS, require_service, site_client
 
 ROUTES = """\
@@ -159,14 +163,15 @@ async def test_a_tampered_cookie_is_an_empty_session_never_a_500(
 
 
 async def test_an_expired_cookie_is_an_empty_session(make_project: Callable[..., Path]) -> None:
-    root = _project(make_project, "session:\n  max_age: 1\n")
-    async with site_client(root) as client:
-        await client.get("/count")
-        value = _session_cookie(await client.get("/count"))
-        assert value is not None
-        await asyncio.sleep(2.1)
+    async with site_client(_project(make_project)) as client:
+        # A cookie the site itself would have made 15 days ago (max_age is 14 days).
+        secret = client.app[SETTINGS].security.secret_values()[0]
+        fernet = Fernet(base64.urlsafe_b64encode(derive_key(secret, "aiosite.session.cookie")))
+        then = int(time.time()) - 15 * 24 * 3600
+        data = json.dumps({"created": then, "session": {"n": 41}}).encode()
+        old = fernet.encrypt_at_time(data, then).decode()
         # The browser would have dropped it; a client that keeps it gets nothing from it.
-        response = await client.get("/count", cookies={"aiosite_session": value})
+        response = await client.get("/count", cookies={"aiosite_session": old})
         assert await response.text() == "1"
 
 
@@ -240,6 +245,16 @@ def test_production_refuses_to_start_without_a_secret_key(
         "security:\n  secret_key: aiosite-insecure-" + "x1y2z3" * 8 + "\n"
     )
     with pytest.raises(ImproperlyConfigured, match="a development key"):
+        site_client(root, "production")
+    # Whatever the sessions are stored in, and a development key among the fallbacks too.
+    (root / "config" / "production.yaml").write_text("session:\n  backend: redis\n")
+    with pytest.raises(ImproperlyConfigured, match=r"security\.secret_key: missing"):
+        site_client(root, "production")
+    (root / "config" / "production.yaml").write_text(
+        f"security:\n  secret_key: {uuid.uuid4().hex * 2}\n"
+        "  secret_key_fallbacks: [aiosite-insecure-old-key]\n"
+    )
+    with pytest.raises(ImproperlyConfigured, match=r"secret_key_fallbacks: item 0"):
         site_client(root, "production")
 
 

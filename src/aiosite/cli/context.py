@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiosite.apps import ensure_importable
 from aiosite.exceptions import CommandError
 from aiosite.settings import Settings, find_project_dir, load_settings
-from aiosite.site import ensure_importable
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from aiosite.exceptions import ImproperlyConfigured
 from aiosite.keys import CORE, CSRF_CHECK, TEMPLATES
 from aiosite.security.csrf import (
     csrf_input_global,
@@ -21,10 +22,11 @@ from aiosite.security.guard import CsrfGuard, check_streamed_token
 from aiosite.security.headers import headers_hook
 from aiosite.security.hosts import AllowedHosts
 from aiosite.security.https import client_address, is_secure
-from aiosite.settings import Settings
+from aiosite.settings import Settings, secret_key_problems
 
 
 def setup(app: web.Application, settings: Settings) -> None:
+    refuse_public_site_without_secret_key(settings)
     core = app[CORE]
     core.request_hooks.insert(0, AllowedHosts(settings.security.allowed_hosts))
     core.request_hooks.append(CsrfGuard(settings))
@@ -33,6 +35,17 @@ def setup(app: web.Application, settings: Settings) -> None:
     templates = app.get(TEMPLATES)
     if templates is not None:
         templates.env.globals.update(csrf_token=csrf_token_global, csrf_input=csrf_input_global)
+
+
+def refuse_public_site_without_secret_key(settings: Settings) -> None:
+    """A site outside development and test needs a secret key of its own, whatever
+    uses it (cookie or Redis sessions, auth's session hashes)."""
+    if settings.is_local:
+        return
+    refusal = f"; the {settings.env!r} environment refuses to start without a secret key of its own"
+    problems = secret_key_problems(settings)
+    if problems:
+        raise ImproperlyConfigured("\n".join(problem + refusal for problem in problems))
 
 
 __all__ = [

@@ -84,14 +84,6 @@ def token_matches(secret: bytes, token: str) -> bool:
     return submitted is not None and hmac.compare_digest(secret, submitted)
 
 
-async def token_is_valid(request: web.Request, token: str | None) -> bool:
-    """Whether ``token`` was made for this request's session."""
-    if not token:
-        return False
-    expected = await session_secret(request, create=False)
-    return expected is not None and token_matches(expected, token)
-
-
 @jinja2.pass_context
 async def csrf_token_global(ctx: Any) -> str:
     """``{{ csrf_token() }}`` in templates, e.g. for a ``<meta>`` tag JavaScript reads."""

@@ -18,7 +18,7 @@ from aiohttp.http import HttpProcessingError
 from aiosite.keys import CSRF_PENDING, RequestFinalizer, add_request_finalizer
 from aiosite.security.csrf import FIELD_NAME, HEADER_NAME, session_secret, token_matches
 from aiosite.security.exempt import route_traits
-from aiosite.security.https import forwarded_https
+from aiosite.security.https import request_is_https
 from aiosite.security.origins import (
     Origin,
     TrustedOrigins,
@@ -118,7 +118,7 @@ class CsrfGuard:
 
     def check_origin(self, request: web.Request) -> None:
         """Refuse a request sent from another site's page."""
-        secure = request.secure or (self.trust_proxy and forwarded_https(request))
+        secure = request_is_https(request, trust_proxy=self.trust_proxy)
         origin = request.headers.get(hdrs.ORIGIN)
         if origin is not None and origin != "null":
             self._require_same_or_trusted(request, origin, secure, "Origin")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 
 from aiosite.keys import ResponseHook
-from aiosite.security.https import forwarded_https
+from aiosite.security.https import request_is_https
 from aiosite.settings import Settings
 
 HTML = "text/html"
@@ -78,7 +78,7 @@ def headers_hook(settings: Settings) -> ResponseHook:
         ):
             for name, value in html:
                 headers.setdefault(name, value)
-        if https and (request.secure or (trust_proxy and forwarded_https(request))):
+        if https and request_is_https(request, trust_proxy=trust_proxy):
             for name, value in https:
                 headers.setdefault(name, value)
 

@@ -18,6 +18,11 @@ def forwarded_https(request: web.Request) -> bool:
     return proto.partition(",")[0].strip().lower() == "https"
 
 
+def request_is_https(request: web.Request, *, trust_proxy: bool) -> bool:
+    """``is_secure`` for a hook that read ``security.trust_proxy_headers`` at setup."""
+    return request.secure or (trust_proxy and forwarded_https(request))
+
+
 def is_secure(request: web.Request) -> bool:
     """Whether the client's connection to the site is HTTPS.
 
@@ -25,9 +30,7 @@ def is_secure(request: web.Request) -> bool:
     is on, for a request the proxy in front marks ``X-Forwarded-Proto: https``. The header
     is ignored otherwise: any client could send it.
     """
-    if request.secure:
-        return True
-    return settings_of(request).security.trust_proxy_headers and forwarded_https(request)
+    return request_is_https(request, trust_proxy=settings_of(request).security.trust_proxy_headers)
 
 
 def client_address(request: web.Request) -> str | None:

@@ -19,11 +19,10 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import SESSION_KEY, STORAGE_KEY, Session
 
-from aiosite.exceptions import ImproperlyConfigured
-from aiosite.keys import CORE, ERROR_TRANSLATORS, SESSION_STORE, TEMPLATES, state_of
+from aiosite.keys import CORE, ERROR_TRANSLATORS, SESSION_STORE, TEMPLATES
 from aiosite.sessions.flash import flash, flashed_messages, get_flashed_messages
 from aiosite.sessions.storage import EncryptedCookieStorage, RedisStorage
-from aiosite.settings import Settings, secret_key_problem
+from aiosite.settings import Settings
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -39,11 +38,7 @@ class SessionStore:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings.session
-        self.secure = (
-            settings.session.cookie_secure
-            if settings.session.cookie_secure is not None
-            else not settings.is_local
-        )
+        self.secure = settings.session_cookie_secure
         self.storage: EncryptedCookieStorage | RedisStorage | None = None
         self._keys_seen = False
         self.client: aioredis.Redis | None = None
@@ -51,10 +46,6 @@ class SessionStore:
             self.storage = EncryptedCookieStorage(
                 secret_keys(settings), settings.session, secure=self.secure
             )
-
-    @property
-    def cookie_name(self) -> str:
-        return self.settings.cookie_name
 
     def attach(self, request: web.Request) -> None:
         """Request hook: where aiohttp_session.get_session finds the storage."""
@@ -109,24 +100,16 @@ def _accept_string_keys(request: web.Request) -> None:
 
 
 def secret_keys(settings: Settings) -> list[str]:
-    """The secret key first, then its fallbacks; a random key for a local site that set
-    none (its sessions end when it restarts); an error for a public site without one."""
-    problem = secret_key_problem(settings)
-    if problem is not None and not settings.is_local:
-        raise ImproperlyConfigured(
-            f"{problem}; the {settings.env!r} environment refuses to start without a "
-            "secret key of its own"
-        )
+    """The secret key first, then its fallbacks; a random key for a site that set none
+    (a local one: aiosite.security refuses to start a public site without its own)."""
     key = settings.security.secret_key
     if key is None or not key.get_secret_value().strip():
         logger.warning(
             "security.secret_key is not set: using a random key, so sessions end when "
             "the site restarts (aiosite new writes one into config/development.yaml)"
         )
-        first = secrets.token_urlsafe(50)
-    else:
-        first = key.get_secret_value()
-    return [first, *(k.get_secret_value() for k in settings.security.secret_key_fallbacks)]
+        return [secrets.token_urlsafe(50), *settings.security.secret_values()]
+    return settings.security.secret_values()
 
 
 async def get_session(request: web.Request) -> Session:
@@ -160,11 +143,6 @@ def _translate_error(exc: BaseException) -> web.HTTPException | None:
     return None
 
 
-def session_store(target: web.Request | web.Application) -> SessionStore:
-    store: SessionStore = state_of(target)[SESSION_STORE]
-    return store
-
-
 def setup(app: web.Application, settings: Settings) -> None:
     store = SessionStore(settings)
     app[SESSION_STORE] = store
@@ -187,10 +165,7 @@ def setup(app: web.Application, settings: Settings) -> None:
 
 @jinja2.pass_context
 async def _flashed_messages_global(ctx: Any) -> list[tuple[str, str]]:
-    request = ctx["request"]
-    if STORAGE_KEY not in request:  # a page for a request refused before the hooks ran
-        return []
-    return await flashed_messages(request)
+    return await flashed_messages(ctx["request"])
 
 
 __all__ = [
@@ -200,6 +175,5 @@ __all__ = [
     "get_flashed_messages",
     "get_session",
     "rotate_session",
-    "session_store",
     "setup",
 ]

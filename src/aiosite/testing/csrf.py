@@ -12,7 +12,6 @@ from typing import Any
 
 from aiohttp import hdrs, web
 from aiohttp.test_utils import TestClient, make_mocked_request
-from aiohttp_session import SESSION_KEY
 from multidict import CIMultiDict
 
 from aiosite.keys import SESSION_STORE
@@ -35,10 +34,10 @@ async def csrf_token(client: TestClient[Any, web.Application]) -> str:
     store = app[SESSION_STORE]
     store.attach(request)  # as the site's request hook does
     token = await get_csrf_token(request)
-    session = request.get(SESSION_KEY)
-    if session is not None and session._changed and store.storage is not None:
-        response = web.Response()
-        await store.storage.save_session(request, response, session)
+    response = web.Response()
+    pending = store.save(request, response)  # as the site's response hook does
+    if pending is not None:
+        await pending
         client.session.cookie_jar.update_cookies(response.cookies, url)
     return token
 

@@ -2,10 +2,11 @@
 
 The ``Core`` does the per-request work aiosite always needs (a request id, ending what
 batteries opened for the request, turning exceptions into pages) around every handler;
-when the handler succeeds and opened nothing it allocates nothing and awaits nothing
-beyond the handler. Batteries hook in through keys, not middlewares of their own: a
-request finalizer (``keys.add_request_finalizer``) and an error translator
-(``keys.ERROR_TRANSLATORS``).
+when the handler succeeds and opened nothing it awaits nothing beyond the handler.
+Batteries hook in through keys, not middlewares of their own: request and response hooks
+(``core.request_hooks``, ``core.response_hooks``), which return an awaitable only when
+they have async work for this request, a request finalizer
+(``keys.add_request_finalizer``) and an error translator (``keys.ERROR_TRANSLATORS``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import re
 import sys
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -106,7 +107,8 @@ class Core:
             else:
                 if exc.status < 400 or exc.content_type == "application/json":
                     exc.headers[HEADER] = request_id
-                    answer = await self.finish_response(request, exc)
+                    finishing = self.finish_response(request, exc)
+                    answer = exc if finishing is None else await finishing
                     if answer is exc:
                         raise
                     return answer
@@ -125,28 +127,53 @@ class Core:
         # itself (docs/errors-and-logging.md).
         if not response.prepared:
             response.headers[HEADER] = request_id
-            if self.response_hooks:
-                return await self.finish_response(request, response)
+            finishing = self.finish_response(request, response)
+            if finishing is not None:
+                return await finishing
         return response
 
-    async def finish_response(
+    def finish_response(
         self, request: web.Request, response: web.StreamResponse
-    ) -> web.StreamResponse:
-        """Run the response hooks; a hook that fails (a session store that is down)
-        turns the answer into the error page for its exception."""
+    ) -> Awaitable[web.StreamResponse] | None:
+        """Run the response hooks: None once they are done, which is the common case (every
+        hook synchronous for this response, so nothing is awaited); otherwise an awaitable
+        that finishes them and gives the answer, the error page of a hook that failed (a
+        session store that is down) included."""
         handled = request.get(HANDLED_REQUEST)
         if handled is not None:
             request = handled[0]
-        try:
-            for hook in self.response_hooks:
+        for index, hook in enumerate(self.response_hooks):
+            try:
                 pending = hook(request, response)
-                if pending is not None:
-                    await pending
+            except Exception as exc:
+                return self._hook_failed(request, response, exc)
+            if pending is not None:
+                return self._finish_hooks(request, response, pending, index + 1)
+        return None
+
+    async def _finish_hooks(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        pending: Awaitable[None],
+        start: int,
+    ) -> web.StreamResponse:
+        try:
+            await pending
+            for hook in self.response_hooks[start:]:
+                more = hook(request, response)
+                if more is not None:
+                    await more
         except Exception as exc:
-            answer = await exception_response(request, exc)
-            answer.headers[HEADER] = response.headers.get(HEADER, "")
-            return answer
+            return await self._hook_failed(request, response, exc)
         return response
+
+    async def _hook_failed(
+        self, request: web.Request, response: web.StreamResponse, exc: Exception
+    ) -> web.StreamResponse:
+        answer = await exception_response(request, exc)
+        answer.headers[HEADER] = response.headers.get(HEADER, "")
+        return answer
 
     def middleware(self) -> Middleware:
         @web.middleware
@@ -360,12 +387,7 @@ class _Scrubber:
             values += [
                 v for k, v in session.items() if isinstance(v, str) and _SECRET_NAME.search(k)
             ]
-        security = request.config_dict[SETTINGS].security
-        values += [
-            key.get_secret_value()
-            for key in (security.secret_key, *security.secret_key_fallbacks)
-            if key is not None
-        ]
+        values += request.config_dict[SETTINGS].security.secret_values()
         # Longest first, so a secret that contains another is blanked whole.
         self._secrets = sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
 
