@@ -40,9 +40,9 @@ from aiosite.settings import Settings as Settings
 from aiosite.settings import load_settings as load_settings
 from aiosite.site import create_site as create_site
 from aiosite.site import load_site as load_site
+from aiosite.web.errors import wants_json as wants_json
 from aiosite.web.responses import json_response as json_response
 from aiosite.web.routing import Routes as Routes
-from aiosite.web.errors import wants_json as wants_json
 from aiosite.web.routing import url_for as url_for
 from aiosite.web.static import static_url as static_url
 from aiosite.web.templates import render as render

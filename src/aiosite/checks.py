@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import jinja2
 from aiohttp import web
 
-from aiosite.apps import load_apps
 from aiosite.exceptions import AiositeError
 from aiosite.keys import APPS, TEMPLATES
 from aiosite.settings import Settings, hide_password, secret_key_problems
@@ -40,7 +38,7 @@ def run_checks(settings: Settings, *, deploy: bool = False) -> list[Problem]:
     except AiositeError as exc:
         built = [Problem("error", line) for line in str(exc).splitlines()]
         # The site refuses to build over some settings the deployment checks have named
-        # already (a public site's secret key, uploads.media_root): one line per key.
+        # already (a public site's secret key): one line per key.
         named = {_key_of(problem) for problem in found if problem.level == "error"}
         return [*found, *(p for p in built if _key_of(p) not in named)]
     return [*found, *_check_templates(app), *_check_namespaces(app)]
@@ -119,7 +117,6 @@ def _errors(settings: Settings) -> Iterator[Problem]:
         yield Problem("error", problem)
     yield from _allowed_hosts(settings.security.allowed_hosts, file)
     yield from _session_cookie(settings)
-    yield from _media_root(settings)
 
 
 def _allowed_hosts(hosts: list[str], file: str) -> Iterator[Problem]:
@@ -172,33 +169,6 @@ def _session_cookie(settings: Settings) -> Iterator[Problem]:
             "cookies, so no session survives a request: use Lax (the default) or make the "
             "cookie Secure",
         )
-
-
-def _media_root(settings: Settings) -> Iterator[Problem]:
-    media = settings.media_root.resolve()
-    try:
-        registry = load_apps(settings)
-    except AiositeError:
-        return  # the site's own checks report why the apps do not load
-    for kind, served in (
-        ("static", "served to anyone as a static file"),
-        ("templates", "rendered as a template"),
-    ):
-        for folder in registry.search_path(kind):
-            if media.is_relative_to(folder.resolve()):
-                yield Problem(
-                    "error",
-                    f"uploads.media_root: {_shown(media, settings.project_dir)} is inside the "
-                    f"{kind} folder {_shown(folder, settings.project_dir)}, so an uploaded "
-                    f"file could be {served}: keep uploads outside, e.g. media_root: var/media",
-                )
-
-
-def _shown(path: Path, project_dir: Path) -> str:
-    resolved = path.resolve()
-    if resolved.is_relative_to(project_dir):
-        return str(resolved.relative_to(project_dir))
-    return str(resolved)
 
 
 def _warnings(settings: Settings) -> Iterator[Problem]:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from aiosite.debug.blocking import BlockDetector
     from aiosite.sessions import SessionStore
     from aiosite.settings import Settings
+    from aiosite.uploads.limits import ResolvedLimits
+    from aiosite.uploads.storage import Storage
     from aiosite.web.errors import Core
     from aiosite.web.routing import SiteRoutes, UrlReverser
     from aiosite.web.static import StaticFiles
@@ -65,6 +67,8 @@ DATABASE: web.AppKey[Database] = web.AppKey("aiosite.database")
 SESSION_STORE: web.AppKey[SessionStore] = web.AppKey("aiosite.session_store")
 CSRF_CHECK: web.AppKey[CsrfCheck] = web.AppKey("aiosite.csrf_check")
 ERROR_TRANSLATORS: web.AppKey[list[ErrorTranslator]] = web.AppKey("aiosite.error_translators")
+# The site's upload storage; a project may replace it in its setup hook (e.g. with a bucket).
+UPLOAD_STORAGE: web.AppKey[Storage] = web.AppKey("aiosite.upload_storage")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("aiosite.request_id")
 # The request's database session, created by the first db_session(request) call.
@@ -75,6 +79,8 @@ DB_SESSION: web.RequestKey[AsyncSession] = web.RequestKey("aiosite.db_session")
 # read from there. A one-item list, shared by the clones.
 HANDLED_REQUEST: web.RequestKey[list[web.Request]] = web.RequestKey("aiosite.handled_request")
 CSRF_PENDING: web.RequestKey[bool] = web.RequestKey("aiosite.csrf_pending")
+# The limits of the upload route a request is for, set by @accepts_uploads for the reader.
+UPLOAD_LIMITS: web.RequestKey[ResolvedLimits] = web.RequestKey("aiosite.upload_limits")
 REQUEST_FINALIZERS: web.RequestKey[list[RequestFinalizer]] = web.RequestKey(
     "aiosite.request_finalizers"
 )

@@ -257,6 +257,22 @@ class AuthSettings(Section):
     throttle_window: int = Field(default=900, ge=1)
 
 
+def check_media_types(values: list[str]) -> list[str]:
+    """``values`` lower-cased and stripped; ValueError names the first that is not a
+    content type (type/subtype, or type/* for a family; no parameters)."""
+    checked = []
+    for value in values:
+        media_type = value.strip().lower()
+        kind, sep, subtype = media_type.partition("/")
+        if not sep or not kind or not subtype or kind == "*" or ";" in media_type:
+            raise ValueError(
+                f"{value!r} is not a content type; write type/subtype, e.g. "
+                "image/png, or type/* for a family, e.g. image/*"
+            )
+        checked.append(media_type)
+    return checked
+
+
 class UploadSettings(Section):
     """File uploads stored under media_root (docs/uploads.md)."""
 
@@ -283,14 +299,7 @@ class UploadSettings(Section):
     @field_validator("allowed_types")
     @classmethod
     def _media_types(cls, value: list[str]) -> list[str]:
-        for media_type in value:
-            kind, sep, subtype = media_type.partition("/")
-            if not sep or not kind or not subtype or kind == "*" or ";" in media_type:
-                raise ValueError(
-                    f"{media_type!r} is not a content type; write type/subtype, e.g. "
-                    "image/png, or type/* for a family, e.g. image/*"
-                )
-        return [media_type.strip().lower() for media_type in value]
+        return check_media_types(value)
 
 
 # Drivers aiosite picks when a URL names none; `postgres://` is Heroku's spelling.

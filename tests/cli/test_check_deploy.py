@@ -217,6 +217,16 @@ def test_each_error(
     assert lines(result, "warning") == []
 
 
+def test_plain_check_reports_a_media_root_the_site_refuses(check: Check, project: Path) -> None:
+    # Not a deployment check: the site refuses to start with it in every environment.
+    media = {"uploads": {"media_root": f"{NAME}/static/uploads"}}
+    result = check(write_env(project, merged(GOOD_PRODUCTION, media)), key=GOOD_KEY)
+    assert result.code == 1, result
+    errors = lines(result, "error")
+    assert len(errors) == 1, result.out
+    assert errors[0].startswith(f"error: uploads.media_root: {NAME}/static/uploads is inside")
+
+
 def test_samesite_none_needs_a_secure_cookie(check: Check, project: Path) -> None:
     insecure = {"session": {"cookie_samesite": "None", "cookie_secure": False}}
     result = check(write_env(project, merged(GOOD_PRODUCTION, insecure)), "--deploy", key=GOOD_KEY)

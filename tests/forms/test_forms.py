@@ -64,7 +64,7 @@ async def signup(request):
     if form.validate_on_submit():
         if await name_taken(form.name.data):
             form.add_error("name", f"The name {form.name.data} is taken.")
-        else:
+        if form.is_valid:
             data = {k: v for k, v in form.data.items() if k != "password"}
             return json_response(data)
     return await render(request, "shop/signup.html", {"form": form})
@@ -81,6 +81,12 @@ async def search(request):
     if form.validate_on_submit():
         results = [f"{form.q.data} ({form.sort.data})"]
     return await render(request, "shop/search.html", {"form": form, "results": results})
+
+
+@routes.get("/find", name="find")
+async def find(request):
+    form = await SearchForm.from_request(request, prefix="s-")
+    return json_response({"submitted": form.submitted, "q": form.q.data, "sort": form.sort.data})
 """
 
 SIGNUP = """\
@@ -286,3 +292,11 @@ async def test_get_search_form_not_submitted_until_its_fields_are_in_the_query(
     assert 'value="&lt;i&gt;tea&lt;/i&gt;"' in tag(found, "q")
     assert "<li>&lt;i&gt;tea&lt;/i&gt; (old)</li>" in found
     assert '<option selected value="old">Oldest</option>' in found
+
+
+async def test_a_prefixed_get_form_reads_its_prefixed_names(project: Path) -> None:
+    async with site_client(project) as client:
+        unprefixed = await (await client.get("/find", params={"q": "tea"})).json()
+        prefixed = await (await client.get("/find", params={"s-q": "tea", "s-sort": "old"})).json()
+    assert unprefixed == {"submitted": False, "q": None, "sort": "new"}
+    assert prefixed == {"submitted": True, "q": "tea", "sort": "old"}

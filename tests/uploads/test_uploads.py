@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 from aiosite.exceptions import ImproperlyConfigured
 from aiosite.keys import CSRF_CHECK
 from aiosite.site import load_site
+from aiosite.uploads import accepts_uploads
 from tests.conftest import ProjectFactory, site_client
 
 MAX_SIZE = 1000
@@ -618,6 +619,7 @@ async def test_names_that_leave_media_root_are_404(project: Path, path: str) -> 
         ("PKG/static/uploads", "is inside the static folder"),
         ("PKG/media/static/media", "is inside the static folder"),
         ("PKG/media/templates", "is inside the templates folder"),
+        ("PKG/media/files", "is inside the package PKG, next to its code"),
         (".", "contains"),
     ],
 )
@@ -629,7 +631,18 @@ def test_media_root_inside_static_refuses_to_start(
     )
     with pytest.raises(ImproperlyConfigured, match=r"^uploads\.media_root: ") as caught:
         load_site(root, "test")
-    assert message in str(caught.value)
+    assert message.replace("PKG", root.name) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "media_type", ["*/*", "image/", "/png", "png", "text/plain; charset=utf-8"]
+)
+def test_a_route_naming_no_content_type_fails_where_it_is_defined(media_type: str) -> None:
+    # Each of these would refuse every file the route is sent.
+    with pytest.raises(ValueError, match=r"^accepts_uploads: .* is not a content type; "):
+        accepts_uploads(allowed_types=["image/png", media_type])
+    with pytest.raises(ValueError, match="must name content types"):
+        accepts_uploads(allowed_types=[])
 
 
 # --- CSRF ---------------------------------------------------------------------------

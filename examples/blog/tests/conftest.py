@@ -10,31 +10,31 @@ The fixtures below keep uploads out of var/media, make accounts and blog rows, a
 the client in the way a browser does.
 """
 
-import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiohttp import ClientResponse, FormData, web
-from aiohttp.test_utils import TestClient
+from aiohttp import ClientResponse, FormData
 from blogsite.blog.models import Post, Tag
 from sqlalchemy.ext.asyncio import AsyncSession
+from support import (
+    PASSWORD,
+    AddPosts,
+    AddTag,
+    AddUser,
+    Client,
+    LogIn,
+    PostForm,
+    Upload,
+    form_token,
+)
 
 from aiosite import Settings
 from aiosite.contrib.auth import Passwords, User
 from aiosite.testing import csrf_token
 
-Client = TestClient[web.Request, web.Application]
 START = datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
-PASSWORD = "correct horse battery"  # noqa: S105 - the test accounts' password
-
-AddPosts = Callable[..., Awaitable[list[Post]]]
-AddUser = Callable[..., Awaitable[User]]
-LogIn = Callable[[str], Awaitable[None]]
-# (field name, file name, content, content type)
-Upload = tuple[str, str, bytes, str]
-PostForm = Callable[..., Awaitable[ClientResponse]]
 
 
 @pytest.fixture
@@ -78,13 +78,12 @@ async def ada(add_user: AddUser) -> User:
 @pytest.fixture
 def log_in(client: Client) -> LogIn:
     """``await log_in("ada")``: the client logs in through the login form, as a browser
-    does (the form's CSRF token, then the session cookie in the client's cookie jar)."""
+    does (the form's CSRF token, then the session cookie in the client's cookie jar);
+    ``password=`` for an account that has another than PASSWORD."""
 
-    async def log_in(username: str) -> None:
+    async def log_in(username: str, *, password: str = PASSWORD) -> None:
         page = await (await client.get("/auth/login")).text()
-        found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-        assert found, "no CSRF token on the login page"
-        data = {"username": username, "password": PASSWORD, "csrf_token": found.group(1)}
+        data = {"username": username, "password": password, "csrf_token": form_token(page)}
         resp = await client.post("/auth/login", data=data, allow_redirects=False)
         assert resp.status == 303, await resp.text()
 
@@ -125,7 +124,7 @@ def add_posts(db: AsyncSession, ada: User) -> AddPosts:
 
 
 @pytest.fixture
-def add_tag(db: AsyncSession) -> Callable[[str, str], Awaitable[Tag]]:
+def add_tag(db: AsyncSession) -> AddTag:
     async def add(name: str, slug: str) -> Tag:
         tag = Tag(name=name, slug=slug)
         db.add(tag)

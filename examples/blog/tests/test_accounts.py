@@ -1,32 +1,15 @@
 """Accounts on the blog: signing up and logging in, writing as yourself, who may edit
 which post, and commenting as a logged-in user."""
 
-import re
-from collections.abc import Awaitable, Callable
-
-from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient
 from blogsite.blog.models import Comment, Post
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from support import PASSWORD, AddPosts, AddUser, Client, LogIn, PostForm, form_token
 
 from aiosite.contrib.auth import User, grant
 from aiosite.testing import csrf_token
 
-Client = TestClient[web.Request, web.Application]
-AddPosts = Callable[..., Awaitable[list[Post]]]
-AddUser = Callable[..., Awaitable[User]]
-LogIn = Callable[[str], Awaitable[None]]
-PostForm = Callable[..., Awaitable[ClientResponse]]
-
-PASSWORD = "a long passphrase"  # noqa: S105 - of the accounts these tests log in with
 EDIT = {"title": "Changed", "slug": "post-1", "body": "Changed text.", "published": "on"}
-
-
-def form_token(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found, "no CSRF token in the page"
-    return found.group(1)
 
 
 async def stored_post(db: AsyncSession, slug: str) -> Post:
@@ -79,7 +62,7 @@ async def test_sign_up_logs_in_and_the_navigation_says_who(
 
 
 async def test_log_in_and_log_out(db: AsyncSession, client: Client, add_user: AddUser) -> None:
-    await add_user("grace", password=PASSWORD)
+    await add_user("grace")
     page = await (await client.get("/auth/login")).text()
     data = {"username": "grace", "password": "wrong password", "csrf_token": form_token(page)}
     resp = await client.post("/auth/login", data=data)
@@ -105,7 +88,7 @@ async def test_log_in_and_log_out(db: AsyncSession, client: Client, add_user: Ad
 async def test_writing_needs_an_account_and_comes_back_after_login(
     db: AsyncSession, client: Client, add_user: AddUser
 ) -> None:
-    await add_user("ada", password=PASSWORD)
+    await add_user("ada")
     resp = await client.get("/blog/new", allow_redirects=False)
     assert resp.status == 303
     assert resp.headers["Location"] == "/auth/login?next=/blog/new"
@@ -276,6 +259,11 @@ async def test_anonymous_visitors_get_a_link_to_log_in_instead_of_the_comment_fo
     resp = await client.post("/blog/post-1/comments", data=data, allow_redirects=False)
     assert resp.status == 303
     assert resp.headers["Location"] == "/auth/login?next=/blog/post-1"
+    # A client that asks for JSON is told, not redirected to a page.
+    headers = {"Accept": "application/json"}
+    resp = await client.post("/blog/post-1/comments", data=data, headers=headers)
+    assert resp.status == 401
+    assert (await resp.json())["error"]["message"] == "Log in to do this."
     assert (await db.execute(select(Comment))).first() is None
 
 

@@ -1,20 +1,11 @@
 """The JSON API: /api/posts (pages of published posts) and /api/posts/{id}."""
 
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from blogsite.blog.models import Comment, Post, Tag
+from blogsite.blog.models import Comment
 from sqlalchemy.ext.asyncio import AsyncSession
-
-from aiosite.contrib.auth import User
-
-Client = TestClient[web.Request, web.Application]
-AddPosts = Callable[..., Awaitable[list[Post]]]
-AddTag = Callable[[str, str], Awaitable[Tag]]
-AddUser = Callable[..., Awaitable[User]]
+from support import AddPosts, AddTag, AddUser, Client
 
 
 async def get_json(client: Client, path: str, status: int = 200) -> Any:

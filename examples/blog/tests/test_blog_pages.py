@@ -4,22 +4,14 @@ Who may comment, write and edit is tested in test_accounts.py.
 """
 
 import re
-from collections.abc import Awaitable, Callable
 
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from blogsite.blog.models import Comment, Post, Tag
+from blogsite.blog.models import Comment
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from support import AddPosts, AddTag, AddUser, Client, LogIn
 
 from aiosite.contrib.auth import User
 from aiosite.testing import csrf_token
-
-Client = TestClient[web.Request, web.Application]
-AddPosts = Callable[..., Awaitable[list[Post]]]
-AddTag = Callable[[str, str], Awaitable[Tag]]
-AddUser = Callable[..., Awaitable[User]]
-LogIn = Callable[[str], Awaitable[None]]
 
 
 def titles(html: str) -> list[str]:

@@ -2,19 +2,14 @@
 
 import asyncio
 import os
-import re
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession
+from support import Client, LogIn, PostForm, form_token
 
 from aiosite import Settings
 
-Client = TestClient[web.Request, web.Application]
-PostForm = Callable[..., Awaitable[ClientResponse]]
 DEMO = "blogsite/blog/fixtures/demo.yaml"
 # The demo accounts' password, as the fixture file and the README say.
 DEMO_PASSWORD = "aiosite-demo"  # noqa: S105
@@ -48,6 +43,7 @@ async def test_demo_content_fills_three_pages(
     site_settings: Settings,
     aiosite_project_dir: Path,
     post_form: PostForm,
+    log_in: LogIn,
 ) -> None:
     report = await seed(site_settings, aiosite_project_dir)
     assert "auth.User: 7 created" in report
@@ -67,12 +63,7 @@ async def test_demo_content_fills_three_pages(
     assert len({tag for item in api["items"] for tag in item["tags"]}) == 8
 
     # The demo accounts log in with the documented password; ada is staff.
-    page = await (await client.get("/auth/login")).text()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert token
-    data = {"username": "ada", "password": DEMO_PASSWORD, "csrf_token": token.group(1)}
-    resp = await client.post("/auth/login", data=data, allow_redirects=False)
-    assert resp.status == 303, await resp.text()
+    await log_in("ada", password=DEMO_PASSWORD)
     grace_s = await (await client.get("/blog/one-project-many-apps")).text()
     assert '<span class="author">grace</span>' in grace_s
     assert "Edit this post" in grace_s
@@ -82,8 +73,6 @@ async def test_demo_content_fills_three_pages(
     resp = await post_form("/blog/new", data)
     assert resp.status == 303
     page = await (await client.get("/blog/hello-aiosite")).text()
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert token
-    comment = {"body": "Hi", "csrf_token": token.group(1)}
+    comment = {"body": "Hi", "csrf_token": form_token(page)}
     resp = await client.post("/blog/hello-aiosite/comments", data=comment, allow_redirects=False)
     assert resp.headers["Location"] == "/blog/hello-aiosite#comment-13"

@@ -1,12 +1,5 @@
-from collections.abc import Awaitable, Callable
-
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from blogsite.blog.models import Post
 from sqlalchemy.ext.asyncio import AsyncSession
-
-Client = TestClient[web.Request, web.Application]
-AddPosts = Callable[..., Awaitable[list[Post]]]
+from support import AddPosts, Client
 
 
 async def test_home_page(client: Client) -> None:

@@ -6,23 +6,16 @@ as a browser does.
 """
 
 import re
-from collections.abc import Awaitable, Callable
 
 import pytest
-from aiohttp import ClientResponse, web
-from aiohttp.test_utils import TestClient
 from blogsite.blog.models import Post, Tag
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from support import AddPosts, AddTag, AddUser, Client, LogIn, PostForm
 
 from aiosite.contrib.auth import User
 from aiosite.testing import csrf_headers
-
-Client = TestClient[web.Request, web.Application]
-AddPosts = Callable[..., Awaitable[list[Post]]]
-AddTag = Callable[[str, str], Awaitable[Tag]]
-PostForm = Callable[..., Awaitable[ClientResponse]]
 
 VALID = {
     "title": "Streaming responses",
@@ -34,7 +27,7 @@ VALID = {
 
 
 @pytest.fixture(autouse=True)
-async def logged_in(ada: User, log_in: Callable[[str], Awaitable[None]]) -> None:
+async def logged_in(ada: User, log_in: LogIn) -> None:
     await log_in("ada")
 
 
@@ -153,7 +146,7 @@ async def test_a_post_is_created_with_its_tags_as_the_logged_in_user(
 
 
 async def test_an_author_field_sent_anyway_changes_nothing(
-    db: AsyncSession, client: Client, post_form: PostForm, add_user: Callable[..., Awaitable[User]]
+    db: AsyncSession, client: Client, post_form: PostForm, add_user: AddUser
 ) -> None:
     other = await add_user("mallory")
     resp = await post_form("/blog/new", {**VALID, "author_id": str(other.id), "author": "x"})

@@ -63,17 +63,17 @@ class Form(wtforms.Form):  # type: ignore[misc, unused-ignore]
     ) -> Self:
         """The form with what the request sent, over ``obj`` / ``data`` (initial values,
         e.g. the row being edited) where it sent nothing."""
-        form = cls(obj=obj, data=data, prefix=prefix, **kwargs)
-        if request.method in QUERY_METHODS:
-            query = request.query
-            submitted = any(field.name in query for field in form)
-            formdata = FormInput(query) if submitted else None
-        else:
-            submitted = True
+        if request.method not in QUERY_METHODS:
             formdata = FormInput(await read_form(request))
-        if formdata is not None:
-            form.process(formdata, obj=obj, data=data, **kwargs)
-        form.submitted = submitted
+            form = cls(formdata, obj=obj, data=data, prefix=prefix, **kwargs)
+            form.submitted = True
+            return form
+        form = cls(obj=obj, data=data, prefix=prefix, **kwargs)
+        # Only the bound fields know their prefixed names, so the query is read afterwards.
+        query = request.query
+        if any(field.name in query for field in form):
+            form.process(FormInput(query), obj=obj, data=data, **kwargs)
+            form.submitted = True
         return form
 
     def validate_on_submit(self, extra_validators: Mapping[str, Any] | None = None) -> bool:

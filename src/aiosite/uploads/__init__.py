@@ -13,13 +13,12 @@ from pathlib import Path
 from aiohttp import web
 
 from aiosite.exceptions import ImproperlyConfigured
-from aiosite.keys import APPS
+from aiosite.keys import APPS, UPLOAD_STORAGE
 from aiosite.settings import Settings
-from aiosite.uploads.limits import UploadLimits, accepts_uploads
-from aiosite.uploads.names import display_filename, storage_filename
+from aiosite.uploads.limits import accepts_uploads
 from aiosite.uploads.reader import UploadedFile, UploadForm, read_upload_form
-from aiosite.uploads.serving import content_disposition, file_response
-from aiosite.uploads.storage import UPLOAD_STORAGE, FileSystemStorage, InvalidName, Storage
+from aiosite.uploads.serving import file_response
+from aiosite.uploads.storage import FileSystemStorage, Storage
 
 
 def setup(app: web.Application, settings: Settings) -> None:
@@ -52,13 +51,16 @@ def media_root_problem(media_root: Path, settings: Settings, app: web.Applicatio
             packages.append(registry.project.path.resolve())
         packages.extend(loaded.path.resolve() for loaded in registry)
     for package in packages:
-        for kind in ("static", "templates"):
+        for kind, exposed in (
+            ("static", "served to anyone as the site's own static file"),
+            ("templates", "rendered as a template"),
+        ):
             folder = package / kind
             if media_root.is_relative_to(folder):
                 return (
-                    f"{shown(media_root)} is inside the {kind} folder {shown(folder)}, where "
-                    f"uploaded files would be served as the site's own {kind}; keep uploads "
-                    "outside every static and templates folder, e.g. var/media (the default)"
+                    f"{shown(media_root)} is inside the {kind} folder {shown(folder)}, so an "
+                    f"uploaded file could be {exposed}; keep uploads outside every static "
+                    "and templates folder, e.g. var/media (the default)"
                 )
     for package in packages:
         if media_root.is_relative_to(package):
@@ -78,16 +80,11 @@ def media_root_problem(media_root: Path, settings: Settings, app: web.Applicatio
 __all__ = [
     "UPLOAD_STORAGE",
     "FileSystemStorage",
-    "InvalidName",
     "Storage",
     "UploadForm",
-    "UploadLimits",
     "UploadedFile",
     "accepts_uploads",
-    "content_disposition",
-    "display_filename",
     "file_response",
     "read_upload_form",
     "setup",
-    "storage_filename",
 ]

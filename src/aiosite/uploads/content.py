@@ -120,6 +120,5 @@ def extension_for(media_type: str) -> str:
 
 
 def served_type(name: str) -> str:
-    """The Content-Type for a stored name (its extension was chosen from its type)."""
-    media_type = mimetypes.guess_type(name, strict=False)[0] or GENERIC_BINARY
-    return f"{media_type}; charset=utf-8" if is_text(media_type) else media_type
+    """The media type of a stored name (its extension was chosen from its type)."""
+    return mimetypes.guess_type(name, strict=False)[0] or GENERIC_BINARY

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from aiosite.keys import STREAMS_BODY, settings_of
-from aiosite.settings import UploadSettings
+from aiosite.keys import STREAMS_BODY, UPLOAD_LIMITS, settings_of
+from aiosite.settings import UploadSettings, check_media_types
 from aiosite.uploads.names import check_folder
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
@@ -54,10 +54,6 @@ class ResolvedLimits:
     @property
     def max_body(self) -> int:
         return self.max_size + self.form_size
-
-
-# The limits of the route a request is for, set by the decorator for the reader.
-UPLOAD_LIMITS: web.RequestKey[ResolvedLimits] = web.RequestKey("aiosite.upload_limits")
 
 
 def resolved_limits(request: web.Request, limits: UploadLimits) -> ResolvedLimits:
@@ -105,11 +101,14 @@ def accepts_uploads(
     if allowed_types is not None:
         if isinstance(allowed_types, str):
             raise TypeError("accepts_uploads: allowed_types is a list, e.g. ['image/png']")
-        types = tuple(media_type.strip().lower() for media_type in allowed_types)
-        if not types or not all("/" in media_type for media_type in types):
+        if not allowed_types:
             raise ValueError(
                 "accepts_uploads: allowed_types must name content types, e.g. ['image/png']"
             )
+        try:
+            types = tuple(check_media_types(list(allowed_types)))
+        except ValueError as exc:
+            raise ValueError(f"accepts_uploads: {exc}") from None
     limits = UploadLimits(max_size, types, max_files, check_folder(folder))
 
     def decorator(handler: H) -> H:

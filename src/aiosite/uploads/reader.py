@@ -17,7 +17,14 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict
 
-from aiosite.keys import CSRF_CHECK, CSRF_PENDING, RequestFinalizer, add_request_finalizer
+from aiosite.keys import (
+    CSRF_CHECK,
+    CSRF_PENDING,
+    UPLOAD_LIMITS,
+    UPLOAD_STORAGE,
+    RequestFinalizer,
+    add_request_finalizer,
+)
 from aiosite.uploads.content import (
     SNIFF_BYTES,
     content_problem,
@@ -26,9 +33,9 @@ from aiosite.uploads.content import (
     is_allowed,
     is_text,
 )
-from aiosite.uploads.limits import UPLOAD_LIMITS, ResolvedLimits, body_too_large, describe_size
+from aiosite.uploads.limits import ResolvedLimits, body_too_large, describe_size
 from aiosite.uploads.names import dated_name, display_filename, storage_filename
-from aiosite.uploads.storage import UPLOAD_STORAGE, Storage
+from aiosite.uploads.storage import Storage
 
 CSRF_FIELD = "csrf_token"
 _CHUNK = 64 * 1024
@@ -56,15 +63,14 @@ class UploadedFile:
 class UploadForm:
     """What an upload form sent: its text fields and the files stored from it."""
 
+    storage: Storage = field(kw_only=True, repr=False)  # where its files were stored
     fields: MultiDict[str] = field(default_factory=MultiDict)
     files: MultiDict[UploadedFile] = field(default_factory=MultiDict)
-    storage: Storage | None = None
 
     async def discard(self) -> None:
         """Delete the stored files, e.g. when the view finds the rest of the form invalid."""
-        if self.storage is not None:
-            for uploaded in self.files.values():
-                await self.storage.delete(uploaded.name)
+        for uploaded in self.files.values():
+            await self.storage.delete(uploaded.name)
         self.files = MultiDict()
 
 
@@ -81,7 +87,6 @@ class _FormReader:
         self.request = request
         self.limits = limits
         self.form = UploadForm(storage=storage)
-        self.storage = storage
         self.file_bytes = 0
         self.form_bytes = 0
         self.parts = 0
@@ -214,7 +219,7 @@ class _FormReader:
         wanted = dated_name(
             limits.folder, storage_filename(raw_filename, extension_for(content_type))
         )
-        stored = await self.storage.save(wanted, chunks())
+        stored = await self.form.storage.save(wanted, chunks())
         self.form.files.add(name, UploadedFile(name, stored, filename, content_type, size))
 
     def _decode(

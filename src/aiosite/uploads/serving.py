@@ -15,9 +15,10 @@ from urllib.parse import quote
 
 from aiohttp import hdrs, web
 
+from aiosite.keys import UPLOAD_STORAGE
 from aiosite.uploads.content import RASTER_IMAGES, is_text, served_type
 from aiosite.uploads.names import display_filename
-from aiosite.uploads.storage import UPLOAD_STORAGE, InvalidName, name_parts
+from aiosite.uploads.storage import InvalidName, name_parts
 
 SANDBOX_POLICY = "sandbox; default-src 'none'"
 # Shown inline when asked: nothing in them runs.
@@ -59,11 +60,12 @@ async def file_response(
         parts = name_parts(name)
     except InvalidName:
         raise web.HTTPNotFound() from None
-    media_type = content_type.split(";", 1)[0].strip().lower() if content_type else None
-    header_type = served_type(parts[-1]) if media_type is None else media_type
-    if media_type is not None and is_text(media_type):
-        header_type = f"{media_type}; charset=utf-8"
-    media_type = header_type.split(";", 1)[0]
+    if content_type:
+        media_type = content_type.split(";", 1)[0].strip().lower()
+    else:
+        media_type = served_type(parts[-1])
+    # An uploaded text file was stored only once it decoded as UTF-8.
+    header_type = f"{media_type}; charset=utf-8" if is_text(media_type) else media_type
     headers = {
         hdrs.CONTENT_TYPE: header_type,
         hdrs.CONTENT_DISPOSITION: content_disposition(

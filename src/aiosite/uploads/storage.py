@@ -16,8 +16,6 @@ from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from aiohttp import web
-
 CHUNK_SIZE = 256 * 1024
 # A clash with a random suffix again means something is very wrong.
 _MAX_ATTEMPTS = 16
@@ -165,7 +163,3 @@ class FileSystemStorage:
                 yield chunk
         finally:
             file.close()
-
-
-# The site's storage; a project may replace it in its setup hook (e.g. with a bucket).
-UPLOAD_STORAGE: web.AppKey[Storage] = web.AppKey("aiosite.upload_storage")

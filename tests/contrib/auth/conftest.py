@@ -74,7 +74,12 @@ BLOG_FILES = {
         from aiohttp import web
 
         from aiosite import Routes, json_response, render
-        from aiosite.contrib.auth import current_user, login_required, permission_required
+        from aiosite.contrib.auth import (
+            current_user,
+            login_needed,
+            login_required,
+            permission_required,
+        )
 
         routes = Routes()
 
@@ -114,6 +119,13 @@ BLOG_FILES = {
         @permission_required("blog.chnage_post")
         async def typo(request: web.Request) -> web.Response:
             return web.Response(text="never")
+
+
+        @routes.post("/comment", name="comment")
+        async def comment(request: web.Request) -> web.Response:
+            if not (await current_user(request)).is_authenticated:
+                raise login_needed(request, next_path="/somewhere")
+            return web.Response(text="commented")
 
 
         @routes.get("/page", name="page")

@@ -71,6 +71,8 @@ async def test_createsuperuser_then_log_in_over_http(
 
         again = await cli(*SUPERUSER, "--password-stdin", "--no-input", stdin=PASSWORD + "\n")
         one_line_error(again, "a user named 'root' already exists", "aiosite changepassword root")
+        upper = ("createsuperuser", "--username", "ROOT", "--password-stdin", "--no-input")
+        one_line_error(await cli(*upper, stdin=PASSWORD + "\n"), "named 'ROOT' already exists")
 
 
 CREATESUPERUSER_MISTAKES = [

@@ -12,6 +12,7 @@ from tests.conftest import ProjectFactory, site_with_tables
 
 from .conftest import (
     PASSWORD,
+    Browser,
     BrowserFactory,
     auth,
     auth_yaml,
@@ -150,6 +151,51 @@ async def test_next_leads_back_to_the_page(site: Site, browsers: BrowserFactory)
     page = await browser.get(answer.location)
     assert page.status == 200
     assert page.text == "private page of ada"
+
+
+async def test_login_needed_sends_to_the_login_page_with_the_next_given(
+    site: Site, browsers: BrowserFactory
+) -> None:
+    await make_user(site.app, "ada")
+    browser = browsers(site)
+    refused = await browser.submit("/blog/comment", {}, form_page="/auth/login")
+    assert refused.status == 303
+    location = URL(refused.location)
+    assert location.path == "/auth/login"
+    assert location.query["next"] == "/somewhere"
+    # An API client is told, not redirected.
+    token = (await browser.get("/auth/login")).csrf()
+    headers = {"X-CSRF-Token": token, "Accept": "application/json"}
+    assert (await browser.request("POST", "/blog/comment", headers=headers)).status == 401
+    await browser.login("ada")
+    answer = await browser.submit("/blog/comment", {}, form_page="/auth/login")
+    assert (answer.status, answer.text) == (200, "commented")
+
+
+UNREADABLE_BODIES = [
+    ("application/x-www-form-urlencoded; charset=bogus", b"username=ada&password=x"),
+    ("application/x-www-form-urlencoded; charset=utf-8", b"username=\xff\xfe&password=x"),
+]
+
+
+async def test_an_unreadable_form_body_is_a_bad_request(
+    site: Site, browsers: BrowserFactory
+) -> None:
+    await make_user(site.app, "ada")
+    browser = browsers(site)
+    for path in ("/auth/login", "/auth/register", "/auth/password"):
+        if path == "/auth/password":
+            await browser.login("ada")
+        await _refuses_unreadable_bodies(browser, path)
+
+
+async def _refuses_unreadable_bodies(browser: Browser, path: str) -> None:
+    token = (await browser.get(path)).csrf()
+    for content_type, body in UNREADABLE_BODIES:
+        headers = {"X-CSRF-Token": token, "Content-Type": content_type}
+        answer = await browser.request("POST", path, data=body, headers=headers)
+        assert answer.status == 400, (content_type, answer.text)
+        assert "could not be read" in answer.text
 
 
 # Each is somewhere else to a browser: another host, a script, or a relative path.

@@ -12,8 +12,8 @@ routes = Routes()
 routes.get("/", views.index, name="index")
 routes.view("/new", views.NewPost, name="new")
 routes.get("/tags/{slug}", views.tag, name="tag")
-# At most 9 digits: every such id fits a 32-bit integer column; a longer one is a 404.
-routes.get(r"/attachments/{id:\d{1,9}}", attachments.attachment, name="attachment")
+# An id too large for the column is no attachment: get_or_404 answers 404, not a 500.
+routes.get(r"/attachments/{id:\d+}", attachments.attachment, name="attachment")
 routes.get("/{slug}", views.detail, name="detail")
 routes.post("/{slug}/comments", views.comment, name="comment")
 routes.view("/{slug}/edit", views.EditPost, name="edit")

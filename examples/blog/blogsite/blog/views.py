@@ -17,13 +17,21 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
-from aiosite import db_session, flash, get_or_404, paginate, render, template, url_for
-from aiosite.contrib.auth import User, current_user, login_required
+from aiosite import (
+    db_session,
+    flash,
+    get_or_404,
+    paginate,
+    render,
+    settings_of,
+    template,
+    url_for,
+)
+from aiosite.contrib.auth import current_user, login_needed, login_required
 from aiosite.uploads import UploadForm, read_upload_form
 
 from .access import can_edit, check_can_edit, check_can_see
 from .attachments import (
-    ATTACHMENT_TYPES,
     ATTACHMENTS_MAX_SIZE,
     MAX_ATTACHMENTS,
     accepts_attachments,
@@ -82,12 +90,11 @@ async def comment(request: web.Request) -> web.Response:
     if not post.published:
         raise web.HTTPNotFound(text="Comments open when the post is published.")
     user = await current_user(request)
-    if not isinstance(user, User):
+    if not user.is_authenticated:
         # Only logged-in visitors get the form; this one's session ended since (it
         # logged out in another tab, or its password was changed). After logging in
         # they come back to the post, not to this POST-only address.
-        detail_url = url_for(request, "blog:detail", slug=post.slug)
-        raise web.HTTPSeeOther(url_for(request, "auth:login", next=detail_url))
+        raise login_needed(request, next_path=url_for(request, "blog:detail", slug=post.slug))
     form = CommentForm.from_data(await request.post())
     if not form.validate():
         return await _render_post(request, post, form, status=400)
@@ -219,7 +226,7 @@ async def _render_form(
         "form": form,
         "action": action,
         "attachments": editing.attachments if editing is not None else [],
-        "accepted_types": ATTACHMENT_TYPES,
+        "accepted_types": settings_of(request).uploads.allowed_types,
         "max_size": ATTACHMENTS_MAX_SIZE,
         "max_files": MAX_ATTACHMENTS,
     }

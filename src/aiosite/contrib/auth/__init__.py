@@ -11,7 +11,7 @@ List it in ``apps:`` like any app, then write and apply its tables' migration
 from aiosite import App
 
 from .commands import commands
-from .decorators import login_required, permission_required
+from .decorators import login_needed, login_required, permission_required
 from .models import Group, LoginFailure, Permission, User
 from .passwords import Passwords, password_problem
 from .permissions import (
@@ -25,7 +25,7 @@ from .permissions import (
     revoke,
 )
 from .redirects import safe_next
-from .state import auth_state, passwords_of, setup, site_permissions
+from .state import passwords_of, setup, site_permissions
 from .templating import has_perm_global, user_context
 from .users import (
     CURRENT_USER,
@@ -62,13 +62,13 @@ __all__ = [
     "User",
     "add_to_group",
     "app",
-    "auth_state",
     "authenticate",
     "current_user",
     "get_or_create_group",
     "get_permissions",
     "grant",
     "login",
+    "login_needed",
     "login_required",
     "logout",
     "password_problem",

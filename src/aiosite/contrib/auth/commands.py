@@ -33,6 +33,7 @@ from .permissions import (
     remove_from_group,
     revoke,
 )
+from .users import username_taken
 
 commands = typer.Typer(rich_markup_mode=None)
 groups = typer.Typer(
@@ -78,6 +79,13 @@ async def _user(session: AsyncSession, username: str) -> User:
     if user is None:
         raise CommandError(f"no user named {username!r}")
     return user
+
+
+async def _group(session: AsyncSession, name: str) -> Group:
+    group = await session.scalar(select(Group).where(Group.name == name))
+    if group is None:
+        raise CommandError(f"no group named {name!r}")
+    return group
 
 
 # --- reading input ------------------------------------------------------------------
@@ -177,10 +185,10 @@ def createsuperuser(
 
 async def _create_superuser(settings: Settings, username: str, email: str, password: str) -> None:
     async with _session(settings) as session:
-        if await session.scalar(select(User.id).where(User.username == username)) is not None:
+        if await username_taken(session, username):
             raise CommandError(
-                f"a user named {username!r} already exists; set its password with "
-                f"`aiosite changepassword {username}`"
+                f"a user named {username!r} already exists (usernames are compared case "
+                f"aside); set its password with `aiosite changepassword {username}`"
             )
         hashed = await Passwords(settings).hash(password)
         session.add(
@@ -295,10 +303,7 @@ async def _revoke(
             target = await _user(session, username)
             shown = f"user {username!r}"
         else:
-            found = await session.scalar(select(Group).where(Group.name == group_name))
-            if found is None:
-                raise CommandError(f"no group named {group_name!r}")
-            target, shown = found, f"group {group_name!r}"
+            target, shown = await _group(session, str(group_name)), f"group {group_name!r}"
         removed = await revoke(session, target, *perms)
     return [
         f"{name}: {'revoked from' if name in removed else 'was not held by'} {shown}"
@@ -366,8 +371,6 @@ def group_remove(
 async def _group_remove(settings: Settings, username: str, group_name: str) -> str:
     async with _session(settings) as session:
         user = await _user(session, username)
-        group = await session.scalar(select(Group).where(Group.name == group_name))
-        if group is None:
-            raise CommandError(f"no group named {group_name!r}")
+        group = await _group(session, group_name)
         removed = await remove_from_group(session, user, group)
     return f"{username!r} {'is no longer in' if removed else 'was not in'} {group_name!r}."

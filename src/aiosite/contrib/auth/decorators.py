@@ -11,10 +11,9 @@ import functools
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from aiohttp import hdrs, web
+from aiohttp import web
 
-from aiosite import settings_of
-from aiosite.keys import ROUTES
+from aiosite import settings_of, wants_json
 
 from .permissions import UnknownPermission, check_known
 from .redirects import resolve, with_next
@@ -84,20 +83,16 @@ def _request_of(args: tuple[Any, ...], handler: Callable[..., Any]) -> web.Reque
     )
 
 
-def is_api(request: web.Request) -> bool:
-    """Whether errors for this request are JSON (an API route, or a client asking for
-    JSON rather than HTML), as aiosite's error pages decide."""
-    routes = request.config_dict.get(ROUTES)
-    if routes is not None and routes.is_api(request):
-        return True
-    accept = request.headers.get(hdrs.ACCEPT, "")
-    return "json" in accept and "text/html" not in accept
-
-
-def login_needed(request: web.Request) -> web.HTTPException:
+def login_needed(request: web.Request, next_path: str | None = None) -> web.HTTPException:
     """What to answer an anonymous request that must log in: a redirect to the login
-    page with ``next``, or 401 for API clients."""
-    if is_api(request):
+    page with ``next`` (``next_path``, or the page asked for), or 401 for API clients.
+
+    Raise it from a handler that checks for a user itself, e.g. a POST-only route whose
+    own page is not worth coming back to.
+    """
+    if wants_json(request):
         return web.HTTPUnauthorized(text="Log in to do this.")
     login_url = resolve(request, settings_of(request).auth.login_url)
-    return web.HTTPSeeOther(with_next(login_url, request.path_qs))
+    return web.HTTPSeeOther(
+        with_next(login_url, request.path_qs if next_path is None else next_path)
+    )

@@ -9,7 +9,6 @@ fails loudly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, ForeignKey, Index, String, Table, text
@@ -143,9 +142,6 @@ class User(Model):
                 "perm)`) first, and use has_perm(...) in templates"
             )
         return perm in self._loaded_permissions
-
-    def has_perms(self, perms: Iterable[str]) -> bool:
-        return all(self.has_perm(perm) for perm in perms)
 
     def __str__(self) -> str:
         return self.username

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from aiosite import Settings, settings_of
-from aiosite.apps import AppRegistry
-from aiosite.keys import APPS
+from aiosite.keys import APPS, state_of
 
 from .passwords import Passwords
 from .permissions import registry_permissions
@@ -38,23 +37,21 @@ def setup(app: web.Application) -> None:
 
 
 def auth_state(target: web.Request | web.Application) -> AuthState:
-    mapping = target.config_dict if isinstance(target, web.Request) else target
     try:
-        return mapping[AUTH]
+        state: AuthState = state_of(target)[AUTH]
     except KeyError:
         raise RuntimeError(
             "aiosite.contrib.auth is not set up on this site; add it to apps: in "
             "config/default.yaml"
         ) from None
+    return state
 
 
 def passwords_of(target: web.Request | web.Application) -> Passwords:
     return auth_state(target).passwords
 
 
-def site_permissions(target: web.Request | web.Application | AppRegistry) -> frozenset[str]:
+def site_permissions(target: web.Request | web.Application) -> frozenset[str]:
     """Every permission the site's models give: ``blog.add_post``, ``blog.change_post``...
     (the ``known`` argument of ``grant``)."""
-    if isinstance(target, AppRegistry):
-        return registry_permissions(target)
     return auth_state(target).permissions

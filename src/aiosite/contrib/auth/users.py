@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Final
 
 from aiohttp import web
 from aiohttp_session import STORAGE_KEY
+from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiosite import Settings, db_session, rotate_csrf_token, settings_of
 from aiosite.sessions import get_session, rotate_session
@@ -47,9 +47,6 @@ class AnonymousUser:
     def has_perm(self, perm: str) -> bool:
         return False
 
-    def has_perms(self, perms: Iterable[str]) -> bool:
-        return False
-
     def __str__(self) -> str:
         return "AnonymousUser"
 
@@ -72,12 +69,7 @@ CURRENT_USER: web.RequestKey[AnyUser] = web.RequestKey("aiosite.contrib.auth.use
 def _session_hashes(settings: Settings, password_hash: str) -> list[str]:
     """The session hash of ``password_hash`` under the secret key, then under each
     fallback key (sessions made before a key change stay logged in)."""
-    security = settings.security
-    keys = [
-        key.get_secret_value()
-        for key in (security.secret_key, *security.secret_key_fallbacks)
-        if key is not None
-    ] or [""]
+    keys = settings.security.secret_values() or [""]
     return [
         hmac.new(
             f"aiosite.contrib.auth.session:{key}".encode(), password_hash.encode(), hashlib.sha256
@@ -145,12 +137,8 @@ async def login(request: web.Request, user: User) -> None:
     previous = session.get(SESSION_USER)
     if previous is not None and previous != user.id:
         session.clear()
-    session = await rotate_session(request)
-    await rotate_csrf_token(request)
-    session[SESSION_USER] = user.id
-    session[SESSION_HASH] = session_hash(settings_of(request), user.password)
+    await update_session_hash(request, user)
     user.last_login = datetime.now(UTC)
-    request[CURRENT_USER] = user
 
 
 async def logout(request: web.Request) -> None:
@@ -169,6 +157,13 @@ async def update_session_hash(request: web.Request, user: User) -> None:
     session[SESSION_USER] = user.id
     session[SESSION_HASH] = session_hash(settings_of(request), user.password)
     request[CURRENT_USER] = user
+
+
+async def username_taken(session: AsyncSession, name: str) -> bool:
+    """Whether a user has ``name``, case aside: "Ada" and "ada" would be two accounts
+    nobody can tell apart."""
+    found = await session.scalar(select(User.id).where(func.lower(User.username) == name.lower()))
+    return found is not None
 
 
 async def authenticate(request: web.Request, username: str, password: str) -> User | None:

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, select
 
 from aiosite import db_session, render, session_scope, settings_of
+from aiosite.forms import read_form
 from aiosite.sessions import flash
 
 from . import throttle
@@ -29,6 +29,7 @@ from .users import (
     logout,
     set_password,
     update_session_hash,
+    username_taken,
 )
 
 # The key of errors about the whole form rather than one field.
@@ -58,7 +59,7 @@ class LoginView(web.View):
     async def post(self) -> web.Response:
         request = self.request
         settings = settings_of(request).auth
-        form = LoginForm.from_data(await request.post())
+        form = LoginForm.from_data(await read_form(request))
         form.next = safe_next(form.next) or ""
         if not form.validate():
             return await _page(request, "auth/login.html", {"form": form}, status=400)
@@ -108,10 +109,10 @@ class RegisterView(web.View):
         request = self.request
         _registration_open(request)
         settings = settings_of(request).auth
-        form = RegisterForm.from_data(await request.post())
+        form = RegisterForm.from_data(await read_form(request))
         session = db_session(request)
-        if form.validate(min_length=settings.password_min_length) and await _taken(
-            request, form.username
+        if form.validate(min_length=settings.password_min_length) and await username_taken(
+            session, form.username
         ):
             form.errors["username"] = USERNAME_TAKEN
         if form.errors:
@@ -127,14 +128,6 @@ class RegisterView(web.View):
         raise web.HTTPSeeOther(resolve(request, settings.login_redirect))
 
 
-async def _taken(request: web.Request, username: str) -> bool:
-    # Case aside: "Ada" and "ada" would be two accounts nobody can tell apart.
-    found = await db_session(request).scalar(
-        select(User.id).where(func.lower(User.username) == username.lower())
-    )
-    return found is not None
-
-
 class PasswordChangeView(web.View):
     @login_required
     async def get(self) -> web.Response:
@@ -148,7 +141,7 @@ class PasswordChangeView(web.View):
         user = await current_user(request)
         if not isinstance(user, User):  # pragma: no cover - login_required saw to it
             raise web.HTTPUnauthorized()
-        form = PasswordChangeForm.from_data(await request.post())
+        form = PasswordChangeForm.from_data(await read_form(request))
         min_length = settings_of(request).auth.password_min_length
         if form.validate(username=user.username, min_length=min_length) and not (
             await passwords_of(request).verify(user.password, form.old_password)
