@@ -20,6 +20,9 @@ def create_site(settings: Settings) -> web.Application:
     Everything is attached here, before the application starts; aiohttp freezes it at
     startup, after which nothing adds routes, keys or middlewares.
     """
+    # First: a public site without a secret key of its own stops here, before any battery
+    # (the sessions' would otherwise make up a key and warn about it).
+    security.refuse_public_site_without_secret_key(settings)
     registry = load_apps(settings)
     app = web.Application(
         middlewares=registry.project.middlewares, client_max_size=settings.server.client_max_size

@@ -26,7 +26,6 @@ from aiosite.settings import Settings, secret_key_problems
 
 
 def setup(app: web.Application, settings: Settings) -> None:
-    refuse_public_site_without_secret_key(settings)
     core = app[CORE]
     core.request_hooks.insert(0, AllowedHosts(settings.security.allowed_hosts))
     core.request_hooks.append(CsrfGuard(settings))
@@ -53,6 +52,7 @@ __all__ = [
     "csrf_exempt",
     "get_csrf_token",
     "is_secure",
+    "refuse_public_site_without_secret_key",
     "rotate_csrf_token",
     "setup",
 ]
