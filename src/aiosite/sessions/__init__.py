@@ -53,10 +53,16 @@ class SessionStore:
             _accept_string_keys(request)
             self._keys_seen = True
         request[STORAGE_KEY] = self.storage
+        # aiohttp-session loads the session when this is None; set here so that `save`
+        # reads a key that is there (a missing one costs aiohttp a raised KeyError).
+        request[SESSION_KEY] = None
 
     def save(self, request: web.Request, response: web.StreamResponse) -> Awaitable[None] | None:
         """Response hook: write a session that changed (a new cookie, or to Redis)."""
-        session = request.get(SESSION_KEY)
+        try:
+            session = request[SESSION_KEY]
+        except KeyError:  # refused before `attach` ran (a host not allowed)
+            return None
         storage = self.storage
         if session is None or not session._changed or storage is None:
             return None

@@ -36,6 +36,7 @@ from aiosite.keys import (
     ROUTES,
     SETTINGS,
     TEMPLATES,
+    RequestFinalizer,
     RequestHook,
     ResponseHook,
 )
@@ -79,9 +80,8 @@ class Core:
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
             if self.outer:
-                handled = request.get(HANDLED_REQUEST)
-                if handled is not None:
-                    handled[0] = request
+                # The core's middleware set it: every request passes through it first.
+                request[HANDLED_REQUEST][0] = request
                 return await inner(request)
             return await self.serve(request, inner)
 
@@ -91,13 +91,18 @@ class Core:
 
     async def serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request_id_for(request, self.new_id)
+        # Set up front: a lookup of a key a request lacks raises and catches KeyError
+        # inside aiohttp (about half a microsecond), and this one is read on every request.
+        # Clones a middleware makes of the request share the list.
+        finalizers: list[RequestFinalizer] = []
+        request[REQUEST_FINALIZERS] = finalizers
         try:
             for check in self.request_hooks:
                 pending = check(request)
                 if pending is not None:
                     await pending
             response = await handler(request)
-            if REQUEST_FINALIZERS in request:
+            if finalizers:
                 await finish_request(request, None)  # a failed commit lands below
         except web.HTTPException as exc:
             try:
@@ -139,9 +144,8 @@ class Core:
         hook synchronous for this response, so nothing is awaited); otherwise an awaitable
         that finishes them and gives the answer, the error page of a hook that failed (a
         session store that is down) included."""
-        handled = request.get(HANDLED_REQUEST)
-        if handled is not None:
-            request = handled[0]
+        if self.outer:
+            request = request[HANDLED_REQUEST][0]
         for index, hook in enumerate(self.response_hooks):
             try:
                 pending = hook(request, response)
@@ -178,10 +182,9 @@ class Core:
     def middleware(self) -> Middleware:
         @web.middleware
         async def aiosite_core(request: web.Request, handler: Handler) -> web.StreamResponse:
-            # Containers the clones a later middleware may make share with this request
-            # (their state is a shallow copy): the finalizers a handler registers, and
-            # the request it was given, whose session the response hooks save.
-            request[REQUEST_FINALIZERS] = []
+            # A container the clones a later middleware may make share with this request
+            # (their state is a shallow copy), as they share the finalizers: the request
+            # the handler was given, whose session the response hooks save.
             request[HANDLED_REQUEST] = [request]
             return await self.serve(request, handler)
 
