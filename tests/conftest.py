@@ -18,10 +18,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from aiosite import database_of, load_site
+from aiosite.apps import APPS
+from aiosite.db.config import DatabaseSettings
 from aiosite.db.engine import Database
 from aiosite.db.models import Model, site_metadata
-from aiosite.keys import APPS
-from aiosite.settings import DatabaseSettings, Settings
+from aiosite.settings import settings_class
 
 ProjectFactory = Callable[..., Path]
 
@@ -225,7 +226,7 @@ class TestDatabase:
     def open(self) -> Database:
         """A Database on it (for setting up and checking rows around requests)."""
         # model_construct: no environment layer, whatever the test has set.
-        settings = Settings.model_construct(
+        settings = settings_class({"database": DatabaseSettings}).model_construct(
             database=DatabaseSettings(url=self.url, schema_name=self.schema_name)
         )
         return Database(settings)

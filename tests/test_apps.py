@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
+import importlib
+from pathlib import Path
+from typing import Any
 
-from aiosite import ImproperlyConfigured, load_site
-from aiosite.keys import APPS
+import pytest
+from aiohttp import web
+
+from aiosite import ImproperlyConfigured, load_apps, load_settings, load_site
+from aiosite.apps import APPS
+from aiosite.site import BATTERIES
 from tests.conftest import ProjectFactory, site_client
 
 BLOG = {
@@ -105,7 +111,7 @@ async def test_project_hooks_and_app_setup(make_project: ProjectFactory) -> None
         from aiohttp import web
         from aiosite import App
 
-        def add_ping(app: web.Application) -> None:
+        def add_ping(app: web.Application, settings: object, registry: object) -> None:
             async def ping(request: web.Request) -> web.Response:
                 return web.Response(text="pong")
             app.router.add_get("/ping", ping)
@@ -123,7 +129,7 @@ async def test_project_hooks_and_app_setup(make_project: ProjectFactory) -> None
 
         middlewares = [stamp]
 
-        def setup(app: web.Application) -> None:
+        def setup(app: web.Application, settings: object, registry: object) -> None:
             async def extra(request: web.Request) -> web.Response:
                 return web.Response(text="extra")
             app.router.add_get("/extra", extra)
@@ -134,3 +140,132 @@ async def test_project_hooks_and_app_setup(make_project: ProjectFactory) -> None
         assert await resp.text() == "pong"
         assert resp.headers["X-Stamp"] == "project"
         assert await (await client.get("/extra")).text() == "extra"
+
+
+# --- an app's own settings section and setup ----------------------------------------
+
+SECTION_APP = {
+    "PKG/shop/__init__.py": """
+        from pydantic import Field
+
+        from aiosite import App, Section
+
+
+        class ShopSettings(Section):
+            currency: str = "EUR"
+            api_key: str
+            max_items: int = Field(default=10, gt=0)
+
+
+        app = App("shop", settings=ShopSettings)
+    """,
+}
+
+
+def shop_settings(root: Path) -> Any:
+    settings = load_settings(root, "test")
+    return settings.section(importlib.import_module(f"{root.name}.shop").ShopSettings)
+
+
+def test_an_app_declares_its_settings_section(make_project: ProjectFactory) -> None:
+    root = make_project(SECTION_APP, apps=["home", "shop"])
+    (root / "config" / "test.yaml").write_text("shop:\n  api_key: k-123\n  max_items: 3\n")
+    section = shop_settings(root)
+    assert (section.currency, section.api_key, section.max_items) == ("EUR", "k-123", 3)
+    assert load_settings(root, "test").shop == section  # also by its name, untyped
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("shop:\n  api_key: k\n  max_items: 0\n", "config/test.yaml: shop.max_items: "),
+        (
+            "shop:\n  api_key: k\n  curency: USD\n",
+            "config/test.yaml: shop.curency: unknown setting",
+        ),
+        (
+            "{}\n",
+            "settings: shop.api_key: missing; set it in config/default.yaml or as "
+            "AIOSITE_SHOP__API_KEY",
+        ),
+        ("shop: {api_key: k}\nshoop: {api_key: k}\n", "config/test.yaml: shoop: unknown setting"),
+    ],
+    ids=["wrong-value", "unknown-key", "required", "unknown-section"],
+)
+def test_a_bad_app_section_is_one_line_naming_file_and_key(
+    make_project: ProjectFactory, yaml_text: str, message: str
+) -> None:
+    root = make_project(SECTION_APP, apps=["home", "shop"])
+    (root / "config" / "test.yaml").write_text(yaml_text)
+    with pytest.raises(ImproperlyConfigured) as info:
+        load_settings(root, "test")
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_an_app_section_may_not_take_a_batterys_name(make_project: ProjectFactory) -> None:
+    files = {
+        "PKG/static/__init__.py": (
+            "from aiosite import App, Section\n\n"
+            "class Mine(Section):\n    pass\n\n"
+            'app = App("static", prefix="/mine", settings=Mine)\n'
+        )
+    }
+    root = make_project(files, apps=["home", "static"])
+    with pytest.raises(ImproperlyConfigured) as info:
+        load_settings(root, "test")
+    assert str(info.value).startswith(
+        f"apps: the app {root.name}.static declares the settings section 'static', which "
+        "aiosite.static has"
+    )
+
+
+def test_settings_is_a_section_model(make_project: ProjectFactory) -> None:
+    files = {"PKG/shop/__init__.py": 'from aiosite import App\napp = App("shop", settings=dict)\n'}
+    root = make_project(files, apps=["home", "shop"])
+    with pytest.raises(
+        ImproperlyConfigured, match=r"settings= takes a subclass of aiosite\.Section"
+    ):
+        load_site(root, "test")
+
+
+def test_an_installed_apps_section_is_checked_before_the_app_is_listed(
+    make_project: ProjectFactory,
+) -> None:
+    # aiosite.contrib.auth declares `auth` by entry point: a new project's test.yaml
+    # configures it before the app is listed.
+    from aiosite.contrib.auth import AuthSettings
+
+    root = make_project()
+    (root / "config" / "test.yaml").write_text("auth:\n  hasher:\n    time_cost: 1\n")
+    assert load_settings(root, "test").section(AuthSettings).hasher.time_cost == 1
+    (root / "config" / "test.yaml").write_text("auth:\n  hasher:\n    time_cots: 1\n")
+    with pytest.raises(ImproperlyConfigured) as info:
+        load_settings(root, "test")
+    assert str(info.value) == "config/test.yaml: auth.hasher.time_cots: unknown setting"
+
+
+def test_an_old_one_argument_setup_is_named(make_project: ProjectFactory) -> None:
+    files = {
+        "PKG/site.py": "def setup(app):\n    pass\n",
+    }
+    root = make_project(files)
+    with pytest.raises(ImproperlyConfigured) as info:
+        load_site(root, "test")
+    assert str(info.value).startswith(
+        f"apps: {root.name}.site.setup must take (app, settings, registry)"
+    )
+
+
+def test_every_battery_refuses_an_application_that_has_started(
+    make_project: ProjectFactory,
+) -> None:
+    root = make_project()
+    settings = load_settings(root, "test")
+    registry = load_apps(settings)
+    app = web.Application()
+    app.freeze()
+    for battery in BATTERIES:
+        with pytest.raises(RuntimeError) as info:
+            battery.setup(app, settings, registry)
+        assert str(info.value).startswith(f"{battery.name}: the application has already started")

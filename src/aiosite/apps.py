@@ -9,25 +9,28 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
-from aiosite.exceptions import ImproperlyConfigured
+from aiosite.exceptions import CommandError, ImproperlyConfigured
+from aiosite.keys import state_of
+from aiosite.settings import Section, Settings
 
 if TYPE_CHECKING:
     import typer
 
-    from aiosite.settings import Settings
-
 ContextProcessor = Callable[[web.Request], Mapping[str, Any] | Awaitable[Mapping[str, Any]]]
-AppHook = Callable[[web.Application], None]
+# An app's (or the project's site.py) setup: ``setup(app, settings, registry)``, run once
+# while the site is assembled, after every battery, in the order of ``apps:``.
+AppHook = Callable[[web.Application, Settings, "AppRegistry"], None]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
@@ -38,8 +41,11 @@ class App:
     """What an app package declares as ``app = App(...)`` in its ``__init__.py``.
 
     ``prefix`` is where its routes are mounted: ``None`` means ``/<name>``, ``""`` the
-    site root. ``api=True`` makes its errors JSON. ``setup`` runs once, while the site
-    is assembled, for anything the declaration cannot say.
+    site root. ``api=True`` makes its errors JSON. ``settings`` is the model of its own
+    settings section, the key named after the app (``settings.section(Model)`` reads
+    it). ``setup(app, settings, registry)`` runs once, while the site is assembled, for
+    anything the declaration cannot say: hooks (``aiosite.hooks_of(app)``), keys,
+    startup and cleanup work.
     """
 
     name: str
@@ -50,6 +56,7 @@ class App:
     template_filters: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     commands: typer.Typer | None = None
     setup: AppHook | None = None
+    settings: type[Section] | None = None
 
     @property
     def url_prefix(self) -> str:
@@ -124,6 +131,28 @@ class AppRegistry(Sequence[LoadedApp]):
         return [folder for folder in folders if folder.is_dir()]
 
 
+APPS: web.AppKey[AppRegistry] = web.AppKey("aiosite.apps", AppRegistry)
+
+
+def apps_of(target: web.Request | web.Application) -> AppRegistry:
+    """The site's apps, in ``apps:`` order, from a request or the application."""
+    registry: AppRegistry = state_of(target)[APPS]
+    return registry
+
+
+class _CommandState(Protocol):
+    def settings(self) -> Settings: ...
+
+
+def command_settings(ctx: typer.Context) -> Settings:
+    """In an app's CLI command (``App(commands=...)``): the settings of the project the
+    ``aiosite`` command runs in, ``--project`` and ``--env`` honoured."""
+    state: _CommandState | None = ctx.find_root().obj
+    if state is None:
+        raise CommandError("run this command through `aiosite` inside a project")
+    return state.settings()
+
+
 def ensure_importable(project_dir: Path) -> None:
     """Put the project directory on ``sys.path`` so its package and apps import."""
     path = str(project_dir)
@@ -173,6 +202,14 @@ def _load_app(dotted: str) -> LoadedApp:
         raise ImproperlyConfigured(
             f"apps: {dotted!r} has the name {config.name!r}; an app name must be an identifier"
         )
+    if config.settings is not None and not (
+        isinstance(config.settings, type) and issubclass(config.settings, Section)
+    ):
+        raise ImproperlyConfigured(
+            f"apps: {dotted}.app: settings= takes a subclass of aiosite.Section, "
+            f"not {config.settings!r}"
+        )
+    _check_setup(config.setup, f"{dotted}.app: App(setup=...)")
     if config.prefix and not _PREFIX_RE.match(config.url_prefix):
         raise ImproperlyConfigured(
             f"apps: {dotted!r} has the prefix {config.prefix!r}; "
@@ -195,12 +232,29 @@ def load_project_hooks(settings: Settings) -> ProjectHooks:
     hooks = _import_optional(f"{package_name}.site")
     if hooks is None:
         return ProjectHooks(package=package)
+    setup = getattr(hooks, "setup", None)
+    _check_setup(setup, f"{package_name}.site.setup")
     return ProjectHooks(
         package=package,
         middlewares=tuple(getattr(hooks, "middlewares", ())),
         context_processors=tuple(getattr(hooks, "context_processors", ())),
-        setup=getattr(hooks, "setup", None),
+        setup=setup,
     )
+
+
+def _check_setup(setup: Callable[..., object] | None, where: str) -> None:
+    """A setup hook must take (app, settings, registry), as every battery's does."""
+    if setup is None:
+        return
+    try:
+        inspect.signature(setup).bind(None, None, None)
+    except TypeError:
+        raise ImproperlyConfigured(
+            f"apps: {where} must take (app, settings, registry), as a battery's setup does; "
+            "e.g. def setup(app: web.Application, settings: Settings, registry: AppRegistry)"
+        ) from None
+    except ValueError:  # a callable without a signature (a builtin): let it run
+        return
 
 
 def _import(dotted: str, *, what: str) -> ModuleType:

@@ -14,10 +14,14 @@ from typing import Literal
 import jinja2
 from aiohttp import web
 
+from aiosite.apps import APPS
+from aiosite.db.config import DatabaseSettings
 from aiosite.exceptions import AiositeError
-from aiosite.keys import APPS, TEMPLATES
-from aiosite.settings import Settings, hide_password, secret_key_problems
+from aiosite.security import secret_key_problems
+from aiosite.sessions.config import SessionSettings, cookie_secure
+from aiosite.settings import Section, Settings, hide_password
 from aiosite.site import create_site
+from aiosite.web.templates import TEMPLATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,15 +98,16 @@ def _check_namespaces(app: web.Application) -> list[Problem]:
 # Names that reach only this machine: a public site answering nothing else is unreachable.
 _LOCAL_HOSTS = frozenset({"localhost", ".localhost", "127.0.0.1", "[::1]", "::1"})
 _HOSTS_EXAMPLE = "e.g. allowed_hosts: [example.com, www.example.com]"
-# OWASP's weakest recommended argon2id parameters: 7 MiB with 5 passes ... 46 MiB with 1;
-# memory times passes stays above about 35 MiB in all of them.
-_MIN_HASHER_MEMORY = 7168
-_MIN_HASHER_WORK = 35_840
 
 
 def deploy_checks(settings: Settings) -> list[Problem]:
-    """What makes ``settings`` unfit for a public site: errors first, then warnings."""
-    return [*_errors(settings), *_warnings(settings)]
+    """What makes ``settings`` unfit for a public site: errors first, then warnings
+    (the site's own, then each section's ``deploy_problems``)."""
+    found = [*_errors(settings), *_warnings(settings)]
+    for name in type(settings).section_names.values():
+        section: Section = getattr(settings, name)
+        found.extend(Problem(level, message) for level, message in section.deploy_problems())
+    return sorted(found, key=lambda problem: problem.level != "error")
 
 
 def _errors(settings: Settings) -> Iterator[Problem]:
@@ -146,9 +151,9 @@ def _is_local_host(host: str) -> bool:
 
 
 def _session_cookie(settings: Settings) -> Iterator[Problem]:
-    session = settings.session
+    session = settings.section(SessionSettings)
     # The rule of the sessions battery: null means Secure outside development and test.
-    secure = settings.session_cookie_secure
+    secure = cookie_secure(settings)
     if not secure:
         if session.cookie_secure is None:
             why = f"null, which is off in the {settings.env!r} environment"
@@ -203,7 +208,7 @@ def _warnings(settings: Settings) -> Iterator[Problem]:
             "(nginx: proxy_set_header X-Forwarded-Proto $scheme), set trust_proxy_headers: "
             f"true in {file}",
         )
-    database = settings.database
+    database = settings.section(DatabaseSettings)
     if database.url.startswith("sqlite"):
         yield Problem(
             "warning",
@@ -222,14 +227,4 @@ def _warnings(settings: Settings) -> Iterator[Problem]:
             "warning",
             "server.access_log: off, so requests leave no trace to investigate an incident "
             f"with: set access_log: true in {file}, unless the proxy in front logs them",
-        )
-    hasher = settings.auth.hasher
-    work = hasher.memory_cost * hasher.time_cost
-    if hasher.memory_cost < _MIN_HASHER_MEMORY or work < _MIN_HASHER_WORK:
-        yield Problem(
-            "warning",
-            f"auth.hasher: time_cost {hasher.time_cost} with memory_cost {hasher.memory_cost} "
-            "KiB is below OWASP's minimum for argon2id (time_cost 2 with 19456 KiB), so a "
-            "stolen password table is quick to crack: remove auth.hasher from the settings "
-            "of this environment (the defaults are strong; fast ones belong in test.yaml)",
         )

@@ -1,54 +1,128 @@
-"""The one assembly point: settings in, ``aiohttp.web.Application`` out."""
+"""The one assembly point: settings in, ``aiohttp.web.Application`` out.
+
+A site is its batteries, in the order below, then its apps: each is set up with the same
+``setup(app, settings, registry)``, and each battery and app may own a settings section.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from aiohttp import web
 
 from aiosite import db, debug, security, sessions, uploads
-from aiosite.apps import load_apps
-from aiosite.keys import APPS, CORE, ROUTES, SETTINGS
-from aiosite.settings import Settings, load_settings
-from aiosite.web import routing, static, templates
-from aiosite.web.errors import Core
+from aiosite.apps import APPS, load_apps
+from aiosite.battery import Battery
+from aiosite.exceptions import ImproperlyConfigured
+from aiosite.keys import SETTINGS
+from aiosite.security import refuse_public_site_without_secret_key
+from aiosite.settings import Section, Settings, UncheckedSection, read_settings
+from aiosite.web import core, routing, static, templates
+
+# Installed packages declare settings sections here: ``name = "package.module:Model"``.
+SECTIONS_ENTRY_POINT = "aiosite.settings"
+# The order of assembly. The core comes first (everything else hooks into it) and
+# templates before what adds template helpers; the order hooks run in is set by their
+# names, not by this list.
+BATTERIES: tuple[Battery, ...] = (
+    core.battery,
+    templates.battery,
+    routing.battery,
+    static.battery,
+    db.battery,
+    sessions.battery,
+    security.battery,
+    uploads.battery,
+    debug.battery,
+)
+
+
+def site_sections(settings: Settings, named: Collection[str] = ()) -> dict[str, type[Section]]:
+    """The settings sections of the batteries and of the apps ``settings`` lists, and of
+    the ``named`` sections that an installed package declares (entry points in the group
+    ``aiosite.settings``), so that an app is configured before it is listed."""
+    owners: dict[str, str] = {}
+    sections: dict[str, type[Section]] = {}
+    declared = [(b.name, name, model) for b in BATTERIES for name, model in b.sections.items()]
+    try:
+        registry = load_apps(settings)
+    except ImproperlyConfigured:
+        # An app that does not import: building the site (or `aiosite check`) says why;
+        # the sections it may own are kept unchecked until then.
+        registry = None
+    for loaded in registry or ():
+        if loaded.config.settings is not None:
+            declared.append((f"the app {loaded.package}", loaded.name, loaded.config.settings))
+    claimed = {name for _, name, _ in declared} | set(Settings.model_fields)
+    unclaimed = [name for name in named if name not in claimed]
+    declared.extend(installed_sections(unclaimed))
+    if registry is None:
+        found = {name for _, name, _ in declared}
+        declared.extend(("", name, UncheckedSection) for name in unclaimed if name not in found)
+    for owner, name, model in declared:
+        if name in owners or name in Settings.model_fields:
+            holder = owners.get(name, "the site itself")
+            raise ImproperlyConfigured(
+                f"apps: {owner} declares the settings section {name!r}, which {holder} has; "
+                "give the app another name in its App(...) declaration"
+            )
+        owners[name] = owner
+        sections[name] = model
+    return sections
+
+
+def installed_sections(names: Collection[str]) -> list[tuple[str, str, type[Section]]]:
+    """(owner, name, model) of each of ``names`` an installed package declares."""
+    if not names:
+        return []  # reading the installed packages' metadata costs milliseconds
+    found = []
+    for entry in entry_points(group=SECTIONS_ENTRY_POINT):
+        if entry.name in names:
+            model = entry.load()
+            if not (isinstance(model, type) and issubclass(model, Section)):
+                raise ImproperlyConfigured(
+                    f"{entry.name}: the entry point {entry.value} of the package "
+                    f"{entry.dist.name if entry.dist else '?'} is not an aiosite.Section"
+                )
+            owner = f"the package {entry.dist.name if entry.dist else entry.value}"
+            found.append((owner, entry.name, model))
+    return found
+
+
+def load_settings(project_dir: Path | str, env: str | None = None) -> Settings:
+    """Read the project's settings for ``env`` (``AIOSITE_ENV`` by default), with the
+    sections of the batteries and of every app listed in ``apps:``; raise
+    ImproperlyConfigured naming the file and key of any error."""
+    return read_settings(project_dir, env, sections=site_sections)
 
 
 def create_site(settings: Settings) -> web.Application:
-    """Build the site's application: apps, routes, templates, static files, error pages.
+    """Build the site's application: its batteries, then its apps' setup hooks.
 
     Everything is attached here, before the application starts; aiohttp freezes it at
-    startup, after which nothing adds routes, keys or middlewares.
+    startup, after which nothing adds routes, keys, hooks or middlewares.
     """
     # First: a public site without a secret key of its own stops here, before any battery
     # (the sessions' would otherwise make up a key and warn about it).
-    security.refuse_public_site_without_secret_key(settings)
+    refuse_public_site_without_secret_key(settings)
     registry = load_apps(settings)
     app = web.Application(
         middlewares=registry.project.middlewares, client_max_size=settings.server.client_max_size
     )
-    app[CORE] = core = Core()
     app[SETTINGS] = settings
     app[APPS] = registry
-    routing.setup(app)
-    templates.setup(app, settings, registry)
-    app[ROUTES] = routing.mount_apps(app, registry)
-    static.setup(app, settings, registry)
-    db.setup(app, settings)
-    # Sessions before security: the CSRF check reads the session the sessions hook
-    # attaches; security puts its allowed-hosts check ahead of every other hook.
-    sessions.setup(app, settings)
-    security.setup(app, settings)
-    uploads.setup(app, settings)
-    debug.setup(app, settings)
+    for battery in BATTERIES:
+        battery.setup(app, settings, registry)
     for loaded in registry:
         if loaded.config.setup is not None:
-            loaded.config.setup(app)
+            loaded.config.setup(app, settings, registry)
     if registry.project.setup is not None:
-        registry.project.setup(app)
+        registry.project.setup(app, settings, registry)
     # The mode is chosen at startup, once whatever else sets the application up has
     # added its routes and middlewares too.
-    core.install(app)
+    app[core.CORE].install(app)
     return app
 
 
@@ -57,4 +131,4 @@ def load_site(project_dir: Path | str, env: str | None = None) -> web.Applicatio
     return create_site(load_settings(project_dir, env))
 
 
-__all__ = ["create_site", "load_site"]
+__all__ = ["BATTERIES", "create_site", "load_settings", "load_site", "site_sections"]

@@ -38,7 +38,7 @@ def test_routes_lists_routes_added_in_setup_and_sub_apps(
         async def raw(request: web.Request) -> web.Response:
             return web.Response(text="raw")
 
-        def setup(app: web.Application) -> None:
+        def setup(app: web.Application, settings: object, registry: object) -> None:
             app.router.add_post("/raw", raw, name="raw")
             sub = web.Application()
             sub.router.add_get("/inner", raw, name="inner")

@@ -17,12 +17,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from aiosite import CommandError, ImproperlyConfigured, load_settings, load_site
 from aiosite.scaffold import add_app
-from aiosite.settings import (
-    INSECURE_KEY_PREFIX,
-    SecuritySettings,
-    SessionSettings,
-    UploadSettings,
-)
+from aiosite.sessions import SessionSettings
+from aiosite.settings import INSECURE_KEY_PREFIX, SecuritySettings
+from aiosite.uploads import UploadSettings
 from tests.cli_runner import Result, invoke, one_line_error
 
 Run = Callable[..., Result]

@@ -24,7 +24,7 @@ from sqlalchemy import Integer, any_, bindparam, func, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from aiosite import ImproperlyConfigured, Prepared, fast_path, session_scope
-from aiosite.db.fast import FastConnection
+from aiosite.db.fast_path import FastConnection
 from aiosite.testing import csrf_headers
 from tests.conftest import (
     POSTGRESQL_URL,

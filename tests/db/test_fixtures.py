@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
+from aiosite import load_settings
 from aiosite.apps import AppRegistry, ensure_importable, load_apps
 from aiosite.db.engine import Database
 from aiosite.db.fixtures import (
@@ -24,7 +25,6 @@ from aiosite.db.fixtures import (
 )
 from aiosite.db.models import models_of, site_metadata
 from aiosite.exceptions import CommandError
-from aiosite.settings import load_settings
 from tests.conftest import ProjectFactory, TestDatabase
 
 MODELS = """

@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Inspector
 
+from aiosite import Settings, load_settings
 from aiosite.apps import ensure_importable
 from aiosite.db.migrations import (
     Step,
@@ -37,7 +38,6 @@ from aiosite.db.migrations import (
 )
 from aiosite.exceptions import CommandError
 from aiosite.scaffold import create_migrations
-from aiosite.settings import Settings, load_settings
 from tests.cli_runner import TIMEOUT
 from tests.cli_runner import aiosite_process as aiosite
 from tests.conftest import POSTGRESQL_URL, ProjectFactory, TestDatabase, require_service

@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import insert
 
 from aiosite import Page, database_of
+from aiosite.apps import APPS
 from aiosite.db.models import site_metadata
-from aiosite.keys import APPS
 from tests.conftest import ProjectFactory, TestDatabase, site_client
 
 MODELS = """

@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import event, text
 
 from aiosite import ImproperlyConfigured, database_of, load_site
+from aiosite.apps import APPS
 from aiosite.db.models import site_metadata
-from aiosite.keys import APPS
 from aiosite.testing import csrf_headers
 from tests.conftest import ProjectFactory, TestDatabase, site_with_tables
 
@@ -202,7 +202,7 @@ async def test_session_scope_outside_requests(
             except LookupError:
                 pass
 
-        def setup(app: web.Application) -> None:
+        def setup(app: web.Application, settings: object, registry: object) -> None:
             app.on_startup.append(seed)
     """
     root = make_project({**FILES, "PKG/site.py": site_py}, apps=["home", "notes"])

@@ -20,8 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from aiosite import load_site
-from aiosite.debug.blocking import BlockDetector, BlockEvent
-from aiosite.keys import BLOCK_DETECTOR
+from aiosite.debug.blocking import BLOCK_DETECTOR, BlockDetector, BlockEvent
 
 ROUTES = """\
 import asyncio

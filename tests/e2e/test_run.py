@@ -323,7 +323,7 @@ def test_failing_startup_hook_is_one_line_and_exit_2(make_project: Callable[...,
                 raise ConnectionError("database is down")
 
 
-            def setup(app):
+            def setup(app, settings, registry):
                 app.on_startup.append(connect)
             """,
         }

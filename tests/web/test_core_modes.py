@@ -15,7 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from aiosite import NoReverseMatch, database_of, load_site, url_for
+from aiosite.debug.blocking import BLOCK_DETECTOR
 from aiosite.testing import csrf_headers
+from aiosite.web.core import CORE
 from tests.conftest import ProjectFactory, TestDatabase, site_client, site_with_tables
 
 Client = TestClient[web.Request, web.Application]
@@ -157,7 +159,7 @@ SETUP_SITE = """
         raise web.HTTPNotFound(text="not in the sub-app")
 
 
-    def setup(app):
+    def setup(app, settings, registry):
         app.router.add_get("/extra/missing", missing)
         app.router.add_post("/extra/notes", add_note)
         app.router.add_get("/extra/notes", count_notes)
@@ -504,3 +506,41 @@ async def test_a_middleware_that_clones_the_request_keeps_sessions_and_commits(
         assert first == {"visits": 1, "notes": 1}
         assert second == {"visits": 2, "notes": 2}
         assert database_of(client.app).engine.sync_engine.pool.checkedout() == 0
+
+
+# --- one request path in development and production ----------------------------------
+
+DEBUG_AIDS = "debug:\n  enabled: true\n  toolbar: true\n  detect_blocking: true\n"
+
+
+@pytest.mark.parametrize("env", ["production", "development"])
+async def test_the_debug_aids_leave_the_core_path_as_in_production(
+    make_project: ProjectFactory, env: str
+) -> None:
+    # The same site, once with the toolbar and the block detector (development) and once
+    # without any debug aid (production): one core path, wrapped handlers, no middleware.
+    root = make_project(FILES, apps=["home", "api"], env_yaml={"development": DEBUG_AIDS})
+    async with site_client(root, env) as client:
+        site = client.app
+        assert (BLOCK_DETECTOR in site) is (env == "development")
+        toolbar_routes = [r for r in site.router.routes() if (r.name or "").startswith("debug")]
+        assert bool(toolbar_routes) is (env == "development")
+        assert list(site.middlewares) == []
+        assert site[CORE].outer is False
+        # Every route runs through the core's wrapper: the site's, the static files', the
+        # fallback and the toolbar's own pages.
+        for resource in site.router.resources():
+            for route in resource:
+                assert getattr(route.handler, "__wrapped__", None) is not None, resource
+        resp = await client.get("/info/state")
+        body = await resp.json()
+        assert body["middlewares"] == 0
+        assert body["request_id"] == resp.headers["X-Request-ID"]
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
+        missing = await client.get("/no/such/page", headers={"Accept": "text/html"})
+        assert missing.status == 404
+        assert "site 404 for /no/such/page" in await missing.text()
+        if env == "development":
+            panel = await client.get("/_debugtoolbar")
+            assert panel.status == 200
+            assert panel.headers["X-Request-ID"]

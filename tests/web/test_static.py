@@ -116,7 +116,7 @@ async def test_static_serving_can_be_off(make_project: ProjectFactory) -> None:
 
 def test_root_listing(make_project: ProjectFactory) -> None:
     from aiosite import load_site
-    from aiosite.keys import STATIC_FILES
+    from aiosite.web.static import STATIC_FILES
 
     root = make_project(FILES)
     files = load_site(root, "test")[STATIC_FILES]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiosite import load_site
-from aiosite.keys import TEMPLATES
+from aiosite.web.templates import TEMPLATES
 from tests.conftest import ProjectFactory, site_client
 
 NEWS = {

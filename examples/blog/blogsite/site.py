@@ -4,9 +4,10 @@
     aiohttp middlewares, run in order after aiosite's own.
 ``context_processors``
     functions ``(request) -> dict`` (plain or async) whose result every template sees.
-``setup(app)``
+``setup(app, settings, registry)``
     called once while the site is assembled, after every app's own setup: add startup
-    and cleanup hooks (``app.cleanup_ctx``) or typed keys here, never from a handler.
+    and cleanup hooks (``app.cleanup_ctx``), typed keys or request hooks
+    (``aiosite.hooks_of(app)``) here, never from a handler.
 """
 
 import datetime
@@ -14,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+
+from aiosite import AppRegistry, Settings
 
 # For example:
 #
@@ -35,7 +38,7 @@ def current_year(request: web.Request) -> dict[str, Any]:
 context_processors = [current_year]
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
     """Runs once, before the site starts."""
     # For example, one HTTP client shared by every handler, closed on shutdown:
     #

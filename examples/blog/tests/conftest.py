@@ -33,6 +33,8 @@ from support import (
 from aiosite import Settings
 from aiosite.contrib.auth import Passwords, User
 from aiosite.testing import csrf_token
+from aiosite.uploads import UploadSettings
+from aiosite.uploads import media_root as media_root_of
 
 START = datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
 
@@ -40,13 +42,15 @@ START = datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def site_settings(site_settings: Settings, tmp_path: Path) -> Settings:
     """The test settings with uploads stored in the test's own folder."""
-    uploads = site_settings.uploads.model_copy(update={"media_root": tmp_path / "media"})
+    uploads = site_settings.section(UploadSettings).model_copy(
+        update={"media_root": tmp_path / "media"}
+    )
     return site_settings.model_copy(update={"uploads": uploads})
 
 
 @pytest.fixture
 def media_root(site_settings: Settings) -> Path:
-    return site_settings.media_root
+    return media_root_of(site_settings)
 
 
 @pytest.fixture

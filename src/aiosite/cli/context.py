@@ -8,7 +8,8 @@ from pathlib import Path
 
 from aiosite.apps import ensure_importable
 from aiosite.exceptions import CommandError
-from aiosite.settings import Settings, find_project_dir, load_settings
+from aiosite.settings import Settings, find_project_dir
+from aiosite.site import load_settings
 
 
 @dataclass

@@ -21,6 +21,7 @@ import typer
 
 from aiosite.apps import load_apps
 from aiosite.cli.context import CliState, shown_path
+from aiosite.db.config import DatabaseSettings
 from aiosite.db.engine import Database, is_memory_sqlite, resolve_url
 from aiosite.exceptions import CommandError
 from aiosite.scaffold import create_migrations
@@ -178,8 +179,8 @@ def shell(
 ) -> None:
     """Open the database's own shell (sqlite3 or psql) on database.url."""
     settings = _settings(ctx)
-    url = resolve_url(settings.database.url, settings.project_dir)
-    args, env = shell_command(url, settings.database.schema_name)
+    url = resolve_url(settings.section(DatabaseSettings).url, settings.project_dir)
+    args, env = shell_command(url, settings.section(DatabaseSettings).schema_name)
     raise typer.Exit(_run_client([*args, *(arguments or [])], env))
 
 

@@ -1,9 +1,9 @@
-"""The data layer: SQLAlchemy 2 async engine, models, request-scoped sessions.
+"""The data layer: SQLAlchemy 2 async engine, models, the request's session.
 
-``setup`` opens the site's database when the application starts (connecting once, so a
-wrong URL or a server that is down stops the start with a clear error) and disposes of
-its pool when the application stops. It also teaches the error pages what database
-failures mean for the client (503, 409).
+The battery opens the site's database when the application starts (connecting once, so
+a wrong URL or a server that is down stops the start with a clear error) and disposes of
+its pool when the application stops. Its exception handlers tell the client what a
+database failure means (503, 409).
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from aiosite.db.engine import Database
-from aiosite.db.sessions import translate_error
-from aiosite.keys import DATABASE, ERROR_TRANSLATORS
+from aiosite.apps import AppRegistry
+from aiosite.battery import Battery
+from aiosite.db.config import DatabaseSettings
+from aiosite.db.engine import DATABASE, Database
+from aiosite.db.errors import add_exception_handlers
+from aiosite.hooks import hooks_of
 from aiosite.settings import Settings
 
 
-def setup(app: web.Application, settings: Settings) -> None:
-    app.setdefault(ERROR_TRANSLATORS, []).append(translate_error)
+def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
+    add_exception_handlers(hooks_of(app))
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         database = Database(settings)
@@ -33,3 +36,7 @@ def setup(app: web.Application, settings: Settings) -> None:
         await database.dispose()
 
     app.cleanup_ctx.append(database_ctx)
+
+
+battery = Battery("aiosite.db", _attach, {"database": DatabaseSettings})
+setup = battery.setup

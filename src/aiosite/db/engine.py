@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
@@ -22,25 +23,23 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
-from aiosite.db.fast import FastPath
+from aiosite.db.config import DatabaseSettings
+from aiosite.db.fast_path import FastPath
 from aiosite.exceptions import DatabaseUnavailable, ImproperlyConfigured, one_line
-from aiosite.keys import DATABASE, state_of
+from aiosite.keys import state_of
+from aiosite.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-    from aiohttp import web
-
-    from aiosite.settings import DatabaseSettings, Settings
 
 
 class Database:
     """An engine, its pool and a session factory for one database URL."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings: DatabaseSettings = settings.database
+        self.settings: DatabaseSettings = settings.section(DatabaseSettings)
         self.debug = settings.debug.enabled
-        self.url: URL = resolve_url(settings.database.url, settings.project_dir)
+        self.url: URL = resolve_url(self.settings.url, settings.project_dir)
         self.engine: AsyncEngine = create_async_engine(self.url, **_engine_options(self))
         _install_connect_hooks(self)
         # Objects stay usable after commit: the request's session commits after the
@@ -49,7 +48,7 @@ class Database:
             self.engine, expire_on_commit=False
         )
         # Hot queries on the driver connection (its PostgreSQL pool opens on first use).
-        self.fast = FastPath(self)
+        self.fast = FastPath(self.engine, self.url, self.settings)
 
     @property
     def dialect(self) -> str:
@@ -106,6 +105,9 @@ class Database:
     async def dispose(self) -> None:
         await self.fast.close()
         await self.engine.dispose()
+
+
+DATABASE: web.AppKey[Database] = web.AppKey("aiosite.database", Database)
 
 
 def database_of(target: web.Request | web.Application) -> Database:

@@ -14,7 +14,7 @@ import concurrent.futures
 import os
 import sys
 from argparse import Namespace
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Collection, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from io import StringIO
@@ -32,17 +32,16 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.exc import DBAPIError
 
 from aiosite.apps import load_apps
+from aiosite.db.config import DatabaseSettings
 from aiosite.db.engine import Database, resolve_url
 from aiosite.db.models import UtcDateTime, site_metadata
 from aiosite.exceptions import CommandError, one_line
-from aiosite.settings import ENV_VAR, load_settings
+from aiosite.settings import ENV_VAR, Section, Settings, UncheckedSection, read_settings
 
 if TYPE_CHECKING:
     from alembic.autogenerate.api import AutogenContext
     from alembic.runtime.migration import MigrationContext, MigrationInfo
     from sqlalchemy.engine import Connection
-
-    from aiosite.settings import Settings
 
 MIGRATIONS_DIR = "migrations"
 SETTINGS = "aiosite_settings"
@@ -233,8 +232,14 @@ def run_migrations() -> None:
         _run_blocking(_run_online(settings, metadata))
 
 
+def _migration_sections(settings: Settings, named: Collection[str]) -> dict[str, type[Section]]:
+    # Only the database is read here; the site checks the rest when it starts.
+    return {**dict.fromkeys(named, UncheckedSection), "database": DatabaseSettings}
+
+
 def _settings_for(script_dir: Path) -> Settings:
-    return load_settings(script_dir.resolve().parent, os.environ.get(ENV_VAR))
+    project_dir = script_dir.resolve().parent
+    return read_settings(project_dir, os.environ.get(ENV_VAR), sections=_migration_sections)
 
 
 def _run_blocking(coroutine: Coroutine[Any, Any, None]) -> None:
@@ -296,7 +301,8 @@ def _run_on(connection: Connection, metadata: MetaData, *, own: bool) -> None:
 def _run_offline(settings: Settings, metadata: MetaData) -> None:
     from alembic import context
 
-    url = resolve_url(settings.database.url, settings.project_dir)
+    database = settings.section(DatabaseSettings)
+    url = resolve_url(database.url, settings.project_dir)
     sqlite = url.get_backend_name() == "sqlite"
     context.configure(
         url=url,
@@ -305,7 +311,7 @@ def _run_offline(settings: Settings, metadata: MetaData) -> None:
         **_options(metadata, sqlite=sqlite),
     )
     with context.begin_transaction():
-        schema = settings.database.schema_name
+        schema = database.schema_name
         if schema:
             context.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             context.execute(f'SET search_path TO "{schema}"')

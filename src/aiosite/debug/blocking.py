@@ -6,8 +6,9 @@ the loop is still stuck, captures the loop thread's stack and the route being ha
 When the loop runs again the heartbeat measures how long it was stuck and records one
 ``BlockEvent`` for the whole block. Time spent in Python's garbage collector is left
 out: a collection stalls every thread, but it is no line of the project's to blame.
-With ``debug.detect_blocking`` off, ``setup`` adds nothing: no middleware, no thread, no
-callback.
+With ``debug.detect_blocking`` off, ``setup`` adds nothing: no hook, no thread, no
+callback. With it on, a request hook of the core (``aiosite.block_detector``) notes the
+route each request task handles: no middleware, so the core runs as in production.
 """
 
 from __future__ import annotations
@@ -31,9 +32,8 @@ from types import CodeType, FrameType
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
-from aiosite.keys import BLOCK_DETECTOR
+from aiosite.hooks import add_request_finalizer, hooks_of
 from aiosite.settings import Settings
 
 logger = logging.getLogger("aiosite.debug")
@@ -184,24 +184,18 @@ class BlockDetector:
             if stuck > self._threshold:
                 self._record(stuck, sighting)
 
-    def middleware(self) -> Middleware:
-        """Notes which route each request task is handling, for the watchdog to read."""
-        routes = self._routes
+    def note_route(self, request: web.Request) -> None:
+        """Request hook: which route the request's task is handling, for the watchdog to
+        read until the handler is done."""
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover - aiohttp always runs handlers in a task
+            return
+        self._routes[task] = request.match_info.route.name or request.path
 
-        @web.middleware
-        async def aiosite_block_detector(
-            request: web.Request, handler: Handler
-        ) -> web.StreamResponse:
-            task = asyncio.current_task()
-            if task is None:  # pragma: no cover - aiohttp always runs handlers in a task
-                return await handler(request)
-            routes[task] = request.match_info.route.name or request.path
-            try:
-                return await handler(request)
-            finally:
-                routes.pop(task, None)
+        async def forget(exc: BaseException | None) -> None:
+            self._routes.pop(task, None)
 
-        return aiosite_block_detector
+        add_request_finalizer(request, forget)
 
     # -- the heartbeat (on the loop's thread) -------------------------------------------
 
@@ -360,6 +354,9 @@ def _is_user_code(filename: str) -> bool:
     )
 
 
+BLOCK_DETECTOR: web.AppKey[BlockDetector] = web.AppKey("aiosite.block_detector", BlockDetector)
+
+
 def setup(app: web.Application, settings: Settings) -> None:
     """Install the detector when ``debug.detect_blocking`` is on; otherwise do nothing."""
     if not settings.debug.detect_blocking:
@@ -368,8 +365,8 @@ def setup(app: web.Application, settings: Settings) -> None:
         settings.debug.block_threshold_ms, project_dir=settings.project_dir.resolve()
     )
     app[BLOCK_DETECTOR] = detector
-    # Outermost, so a block in any middleware is also put down to the route.
-    app.middlewares.insert(0, detector.middleware())
+    # First, so that a block in any other hook is also put down to the route.
+    hooks_of(app).add_request_hook(detector.note_route, name="aiosite.block_detector", before="*")
 
     async def detector_ctx(app: web.Application) -> AsyncIterator[None]:
         detector.start()

@@ -4,6 +4,10 @@ The toolbar (0.6.1, verified with aiohttp 3.14) injects a button into every HTML
 local client gets and serves its panels under ``/_debugtoolbar``. It is configured to
 leave exceptions and redirects alone: aiosite's own debug 500 page shows exceptions,
 and a redirect should behave in development as it will in production.
+
+Its middleware runs as a handler wrapper of the core instead of a middleware of the
+application, and the core wraps its routes like any other: the toolbar leaves the core
+in the mode it runs in production.
 """
 
 from __future__ import annotations
@@ -17,11 +21,14 @@ from typing import Any
 
 from aiohttp import web
 
+from aiosite.hooks import hooks_of
 from aiosite.settings import Settings
 
 logger = logging.getLogger("aiosite.debug")
 
 PATH_PREFIX = "/_debugtoolbar"
+# The name of the route that serves the site's static files (aiosite.web.static).
+STATIC_ROUTE = "static"
 
 
 def available() -> bool:
@@ -29,6 +36,7 @@ def available() -> bool:
 
 
 def setup(app: web.Application, settings: Settings) -> None:
+    """Set the toolbar up when debugging with the toolbar on and the package installed."""
     if not (settings.debug.enabled and settings.debug.toolbar):
         return
     if not available():
@@ -42,13 +50,22 @@ def setup(app: web.Application, settings: Settings) -> None:
     warnings.filterwarnings(
         "ignore", category=web.NotAppKeyWarning, module=r"aiohttp_debugtoolbar(\.|$)"
     )
+    # Static files are never HTML pages; keep them out of the request history. Their
+    # URL is read off the static files' route, which the web battery added before.
+    static = app.router.named_resources().get(STATIC_ROUTE)
+    excluded = (static.canonical.partition("{")[0],) if static is not None else ()
     aiohttp_debugtoolbar.setup(
         app,
         intercept_exc=False,
         intercept_redirects=False,
-        # Static files are never HTML pages; keep them out of the request history.
-        exclude_prefixes=(settings.static.url,),
+        exclude_prefixes=excluded,
         path_prefix=PATH_PREFIX,
+    )
+    # Outermost around the handler, as its middleware would be: it sees what the
+    # handler answers (HTML it adds its button to) and what the handler raises.
+    app.middlewares.remove(aiohttp_debugtoolbar.middleware)
+    hooks_of(app).add_handler_wrapper(
+        aiohttp_debugtoolbar.middleware, name="aiosite.debug_toolbar", before="*"
     )
     app.on_startup.append(_warm_versions_panel)
 

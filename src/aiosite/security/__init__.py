@@ -1,50 +1,55 @@
-"""Security defaults: allowed hosts, security headers and CSRF, as hooks of the core.
+"""Security defaults: allowed hosts, security headers and CSRF, as hooks of the core;
+the secret-key policy.
 
-``setup`` runs after the sessions battery's: the allowed-hosts check goes first of all
-request hooks (a refused host costs nothing else), the CSRF check after the sessions
-hook (it reads the session), and the security headers are a response hook.
+The request hooks are named ``aiosite.allowed_hosts`` (first of all) and ``aiosite.csrf``
+(after ``aiosite.sessions``, whose session it reads); the response hook
+``aiosite.security_headers``.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from aiosite.exceptions import ImproperlyConfigured
-from aiosite.keys import CORE, CSRF_CHECK, TEMPLATES
-from aiosite.security.csrf import (
+from aiosite.apps import AppRegistry
+from aiosite.battery import Battery
+from aiosite.hooks import hooks_of
+from aiosite.keys import CSRF_CHECK, TEMPLATE_GLOBALS
+from aiosite.security.csrf_check import CsrfGuard, check_streamed_token
+from aiosite.security.csrf_tokens import (
     csrf_input_global,
     csrf_token_global,
     get_csrf_token,
     rotate_csrf_token,
 )
-from aiosite.security.exempt import csrf_exempt
-from aiosite.security.guard import CsrfGuard, check_streamed_token
+from aiosite.security.forwarded import client_address, is_secure
 from aiosite.security.headers import headers_hook
 from aiosite.security.hosts import AllowedHosts
-from aiosite.security.https import client_address, is_secure
-from aiosite.settings import Settings, secret_key_problems
+from aiosite.security.route_traits import csrf_exempt
+from aiosite.security.secret_key import (
+    refuse_public_site_without_secret_key,
+    secret_key_problem,
+    secret_key_problems,
+)
+from aiosite.settings import Settings
 
 
-def setup(app: web.Application, settings: Settings) -> None:
-    core = app[CORE]
-    core.request_hooks.insert(0, AllowedHosts(settings.security.allowed_hosts))
-    core.request_hooks.append(CsrfGuard(settings))
-    core.response_hooks.append(headers_hook(settings))
+def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
+    hooks = hooks_of(app)
+    # First of all: a refused host costs nothing else.
+    hooks.add_request_hook(
+        AllowedHosts(settings.security.allowed_hosts), name="aiosite.allowed_hosts", before="*"
+    )
+    # The CSRF check reads the session the sessions hook attaches.
+    hooks.add_request_hook(CsrfGuard(settings), name="aiosite.csrf", after="aiosite.sessions")
+    hooks.add_response_hook(headers_hook(settings), name="aiosite.security_headers")
     app[CSRF_CHECK] = check_streamed_token
-    templates = app.get(TEMPLATES)
-    if templates is not None:
-        templates.env.globals.update(csrf_token=csrf_token_global, csrf_input=csrf_input_global)
+    template_globals = app.get(TEMPLATE_GLOBALS)
+    if template_globals is not None:
+        template_globals.update(csrf_token=csrf_token_global, csrf_input=csrf_input_global)
 
 
-def refuse_public_site_without_secret_key(settings: Settings) -> None:
-    """A site outside development and test needs a secret key of its own, whatever
-    uses it (cookie or Redis sessions, auth's session hashes)."""
-    if settings.is_local:
-        return
-    refusal = f"; the {settings.env!r} environment refuses to start without a secret key of its own"
-    problems = secret_key_problems(settings)
-    if problems:
-        raise ImproperlyConfigured("\n".join(problem + refusal for problem in problems))
+battery = Battery("aiosite.security", _attach)
+setup = battery.setup
 
 
 __all__ = [
@@ -54,5 +59,7 @@ __all__ = [
     "is_secure",
     "refuse_public_site_without_secret_key",
     "rotate_csrf_token",
+    "secret_key_problem",
+    "secret_key_problems",
     "setup",
 ]

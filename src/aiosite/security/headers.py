@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from aiohttp import hdrs, web
 
-from aiosite.keys import ResponseHook
-from aiosite.security.https import request_is_https
+from aiosite.hooks import ResponseHook
+from aiosite.security.forwarded import request_is_https
 from aiosite.settings import Settings
 
 HTML = "text/html"

@@ -29,7 +29,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from aiosite.exceptions import AiositeError, CommandError
-from aiosite.settings import Settings, load_settings
+from aiosite.settings import Settings
+from aiosite.site import load_settings
 
 if TYPE_CHECKING:
     from watchfiles import Change

@@ -1,9 +1,10 @@
 """Browser sessions through aiohttp-session: an encrypted cookie by default, or Redis.
 
-``setup`` stores the site's session storage where aiohttp-session looks for it on each
+The battery stores the site's session storage where aiohttp-session looks for it on each
 request (so ``aiohttp_session.get_session`` works in any handler or extension) and saves
 a session that changed onto the response, without a middleware: both are hooks of the
-core, and a request that never touches its session pays a dictionary write for them.
+core (named ``aiosite.sessions``), and a request that never touches its session pays a
+dictionary write for them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import SESSION_KEY, STORAGE_KEY, Session
 
-from aiosite.keys import CORE, ERROR_TRANSLATORS, SESSION_STORE, TEMPLATES
+from aiosite.apps import AppRegistry
+from aiosite.battery import Battery
+from aiosite.hooks import hooks_of
+from aiosite.keys import TEMPLATE_GLOBALS
+from aiosite.sessions.config import SessionSettings, cookie_secure
 from aiosite.sessions.flash import flash, flashed_messages, get_flashed_messages
 from aiosite.sessions.storage import EncryptedCookieStorage, RedisStorage
 from aiosite.settings import Settings
@@ -37,14 +42,14 @@ class SessionStore:
     """The site's session storage; the Redis one is made when the site starts."""
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings.session
-        self.secure = settings.session_cookie_secure
+        self.settings = settings.section(SessionSettings)
+        self.secure = cookie_secure(settings)
         self.storage: EncryptedCookieStorage | RedisStorage | None = None
         self._keys_seen = False
         self.client: aioredis.Redis | None = None
-        if settings.session.backend == "cookie":
+        if self.settings.backend == "cookie":
             self.storage = EncryptedCookieStorage(
-                secret_keys(settings), settings.session, secure=self.secure
+                secret_keys(settings), self.settings, secure=self.secure
             )
 
     def attach(self, request: web.Request) -> None:
@@ -137,29 +142,32 @@ async def rotate_session(request: web.Request) -> Session:
     return session
 
 
-def _translate_error(exc: BaseException) -> web.HTTPException | None:
-    import redis.exceptions
-
-    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
-        logger.error("The session store (Redis) is unavailable: %s", exc)
-        return web.HTTPServiceUnavailable(
-            text="Sessions are unavailable for a moment; try again shortly.",
-            headers={"Retry-After": "5"},
-        )
-    return None
+def _store_unavailable_page(request: web.Request, exc: BaseException) -> None:
+    logger.error("The session store (Redis) is unavailable: %s", exc)
+    raise web.HTTPServiceUnavailable(
+        text="Sessions are unavailable for a moment; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
 
 
-def setup(app: web.Application, settings: Settings) -> None:
+SESSION_STORE: web.AppKey[SessionStore] = web.AppKey("aiosite.session_store", SessionStore)
+
+
+def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
     store = SessionStore(settings)
     app[SESSION_STORE] = store
-    core = app[CORE]
-    core.request_hooks.append(store.attach)
-    core.response_hooks.append(store.save)
-    if settings.session.backend == "redis":
-        app.setdefault(ERROR_TRANSLATORS, []).append(_translate_error)
-    templates = app.get(TEMPLATES)
-    if templates is not None:
-        templates.env.globals["flashed_messages"] = _flashed_messages_global
+    hooks = hooks_of(app)
+    hooks.add_request_hook(store.attach, name="aiosite.sessions")
+    hooks.add_response_hook(store.save, name="aiosite.sessions")
+    if store.settings.backend == "redis":
+        # Imported here: a site on cookie sessions never loads the Redis client.
+        import redis.exceptions
+
+        for unavailable in (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            hooks.add_exception_handler(unavailable, _store_unavailable_page)
+    template_globals = app.get(TEMPLATE_GLOBALS)
+    if template_globals is not None:
+        template_globals["flashed_messages"] = _flashed_messages_global
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         await store.open()
@@ -169,13 +177,19 @@ def setup(app: web.Application, settings: Settings) -> None:
     app.cleanup_ctx.append(store_ctx)
 
 
+battery = Battery("aiosite.sessions", _attach, {"session": SessionSettings})
+setup = battery.setup
+
+
 @jinja2.pass_context
 async def _flashed_messages_global(ctx: Any) -> list[tuple[str, str]]:
     return await flashed_messages(ctx["request"])
 
 
 __all__ = [
+    "SESSION_STORE",
     "Session",
+    "SessionSettings",
     "SessionStore",
     "flash",
     "get_flashed_messages",

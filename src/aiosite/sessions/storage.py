@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from aiosite.settings import SessionSettings
+from aiosite.sessions.config import SessionSettings
 
 if TYPE_CHECKING:
     # Imported when a site uses Redis sessions: the client costs tens of ms at startup.

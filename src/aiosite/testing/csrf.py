@@ -14,8 +14,8 @@ from aiohttp import hdrs, web
 from aiohttp.test_utils import TestClient, make_mocked_request
 from multidict import CIMultiDict
 
-from aiosite.keys import SESSION_STORE
-from aiosite.security.csrf import HEADER_NAME, get_csrf_token
+from aiosite.security.csrf_tokens import HEADER_NAME, get_csrf_token
+from aiosite.sessions import SESSION_STORE
 
 
 async def csrf_token(client: TestClient[Any, web.Application]) -> str:

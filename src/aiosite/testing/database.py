@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aiosite.apps import load_apps
+from aiosite.db.config import DatabaseSettings
 from aiosite.db.engine import Database
 from aiosite.db.models import site_metadata
 from aiosite.exceptions import DatabaseUnavailable, ImproperlyConfigured, one_line
@@ -31,7 +32,7 @@ MIGRATIONS_DIR = "migrations"
 def isolated(settings: Settings, workdir: Path) -> Settings:
     """``settings`` pointed at a database of the run's own: a SQLite file in ``workdir``,
     or a new schema on the configured PostgreSQL database."""
-    url = make_url(settings.database.url)
+    url = make_url(settings.section(DatabaseSettings).url)
     backend = url.get_backend_name()
     if backend == "sqlite":
         path = (workdir / SQLITE_FILE).resolve()
@@ -45,7 +46,7 @@ def isolated(settings: Settings, workdir: Path) -> Settings:
         raise ImproperlyConfigured(
             f"database.url: the test database can be SQLite or PostgreSQL, not {backend!r}"
         )
-    database = settings.database.model_copy(update=update)
+    database = settings.section(DatabaseSettings).model_copy(update=update)
     return settings.model_copy(update={"database": database})
 
 
@@ -110,7 +111,7 @@ async def _create(settings: Settings) -> None:
         except (DatabaseUnavailable, DBAPIError) as exc:
             cause = (exc.orig if isinstance(exc, DBAPIError) else None) or exc
             raise ImproperlyConfigured(
-                f"database.url: cannot create the schema {settings.database.schema_name!r} "
+                f"database.url: cannot create the schema {database.settings.schema_name!r} "
                 f"on {database.safe_url}: {one_line(cause)}"
             ) from None
     finally:

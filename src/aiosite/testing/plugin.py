@@ -31,12 +31,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aiosite.db.config import DatabaseSettings
 from aiosite.db.engine import Database
-from aiosite.debug.blocking import BlockDetector, BlockEvent
+from aiosite.debug.blocking import BLOCK_DETECTOR, BlockDetector, BlockEvent
 from aiosite.exceptions import AiositeError, ImproperlyConfigured
-from aiosite.keys import BLOCK_DETECTOR
-from aiosite.settings import DatabaseSettings, Settings, find_project_dir, load_settings
-from aiosite.site import create_site
+from aiosite.settings import Settings, find_project_dir
+from aiosite.site import create_site, load_settings
 from aiosite.testing import database as test_database
 
 TEST_ENV = "test"
@@ -151,7 +151,7 @@ def aiosite_test_database(
         test_database.prepare(settings)
     except AiositeError as exc:  # a settings or a migration error (CommandError)
         _fail(f"aiosite: test database: {exc}")
-    yield settings.database
+    yield settings.section(DatabaseSettings)
     test_database.destroy(settings)
 
 
@@ -160,7 +160,7 @@ def site_settings(aiosite_project_dir: Path, aiosite_test_database: DatabaseSett
     """The project's settings for the ``test`` environment, on the test database."""
     settings = _load_settings(aiosite_project_dir)
     where = {"url": aiosite_test_database.url, "schema_name": aiosite_test_database.schema_name}
-    database = settings.database.model_copy(update=where)
+    database = settings.section(DatabaseSettings).model_copy(update=where)
     return settings.model_copy(update={"database": database})
 
 

@@ -1,7 +1,7 @@
 """File uploads: streamed to a storage, checked, and served back safely (docs/uploads.md).
 
 A route takes uploads with ``@accepts_uploads(...)`` and ``await read_upload_form(request)``;
-``file_response(request, name)`` serves a stored file. ``setup`` puts a
+``file_response(request, name)`` serves a stored file. The battery puts a
 ``FileSystemStorage`` on ``uploads.media_root`` under ``UPLOAD_STORAGE`` and refuses a
 media root from which uploads would be served as site assets or templates.
 """
@@ -12,26 +12,30 @@ from pathlib import Path
 
 from aiohttp import web
 
+from aiosite.apps import AppRegistry
+from aiosite.battery import Battery
 from aiosite.exceptions import ImproperlyConfigured
-from aiosite.keys import APPS, UPLOAD_STORAGE
 from aiosite.settings import Settings
+from aiosite.uploads.config import UploadSettings, check_media_types, media_root
 from aiosite.uploads.limits import accepts_uploads
 from aiosite.uploads.reader import UploadedFile, UploadForm, read_upload_form
 from aiosite.uploads.serving import file_response
-from aiosite.uploads.storage import FileSystemStorage, Storage
+from aiosite.uploads.storage import UPLOAD_STORAGE, FileSystemStorage, Storage
 
 
-def setup(app: web.Application, settings: Settings) -> None:
-    if app.frozen:
-        raise RuntimeError("aiosite.uploads.setup: the application has already started")
-    media_root = settings.media_root.resolve()
-    problem = media_root_problem(media_root, settings, app)
+def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
+    root = media_root(settings).resolve()
+    problem = media_root_problem(root, settings, registry)
     if problem is not None:
         raise ImproperlyConfigured(f"uploads.media_root: {problem}")
-    app[UPLOAD_STORAGE] = FileSystemStorage(media_root)
+    app[UPLOAD_STORAGE] = FileSystemStorage(root)
 
 
-def media_root_problem(media_root: Path, settings: Settings, app: web.Application) -> str | None:
+battery = Battery("aiosite.uploads", _attach, {"uploads": UploadSettings})
+setup = battery.setup
+
+
+def media_root_problem(media_root: Path, settings: Settings, registry: AppRegistry) -> str | None:
     """Why uploads must not be kept in ``media_root``, or None.
 
     Files in a static folder are served as the site's own assets (an uploaded HTML or
@@ -44,12 +48,10 @@ def media_root_problem(media_root: Path, settings: Settings, app: web.Applicatio
     def shown(path: Path) -> str:
         return str(path.relative_to(project_dir)) if path.is_relative_to(project_dir) else str(path)
 
-    registry = app.get(APPS)
     packages: list[Path] = []
-    if registry is not None:
-        if registry.project.path is not None:
-            packages.append(registry.project.path.resolve())
-        packages.extend(loaded.path.resolve() for loaded in registry)
+    if registry.project.path is not None:
+        packages.append(registry.project.path.resolve())
+    packages.extend(loaded.path.resolve() for loaded in registry)
     for package in packages:
         for kind, exposed in (
             ("static", "served to anyone as the site's own static file"),
@@ -82,9 +84,12 @@ __all__ = [
     "FileSystemStorage",
     "Storage",
     "UploadForm",
+    "UploadSettings",
     "UploadedFile",
     "accepts_uploads",
+    "check_media_types",
     "file_response",
+    "media_root",
     "read_upload_form",
     "setup",
 ]

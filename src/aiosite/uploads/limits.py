@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from aiosite.keys import STREAMS_BODY, UPLOAD_LIMITS, settings_of
-from aiosite.settings import UploadSettings, check_media_types
+from aiosite.keys import STREAMS_BODY, settings_of
+from aiosite.uploads.config import UploadSettings, check_media_types
 from aiosite.uploads.names import check_folder
 
 H = TypeVar("H", bound=Callable[..., Awaitable[web.StreamResponse]])
@@ -56,9 +56,15 @@ class ResolvedLimits:
         return self.max_size + self.form_size
 
 
+# The limits of the upload route a request is for, set by @accepts_uploads for the reader.
+UPLOAD_LIMITS: web.RequestKey[ResolvedLimits] = web.RequestKey(
+    "aiosite.upload_limits", ResolvedLimits
+)
+
+
 def resolved_limits(request: web.Request, limits: UploadLimits) -> ResolvedLimits:
     settings = settings_of(request)
-    return limits.resolve(settings.uploads, settings.server.client_max_size)
+    return limits.resolve(settings.section(UploadSettings), settings.server.client_max_size)
 
 
 def body_too_large(limits: ResolvedLimits) -> web.HTTPRequestEntityTooLarge:

@@ -17,14 +17,8 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDict
 
-from aiosite.keys import (
-    CSRF_CHECK,
-    CSRF_PENDING,
-    UPLOAD_LIMITS,
-    UPLOAD_STORAGE,
-    RequestFinalizer,
-    add_request_finalizer,
-)
+from aiosite.hooks import RequestFinalizer, add_request_finalizer
+from aiosite.keys import CSRF_CHECK, CSRF_PENDING
 from aiosite.uploads.content import (
     SNIFF_BYTES,
     content_problem,
@@ -33,9 +27,9 @@ from aiosite.uploads.content import (
     is_allowed,
     is_text,
 )
-from aiosite.uploads.limits import ResolvedLimits, body_too_large, describe_size
+from aiosite.uploads.limits import UPLOAD_LIMITS, ResolvedLimits, body_too_large, describe_size
 from aiosite.uploads.names import dated_name, display_filename, storage_filename
-from aiosite.uploads.storage import Storage
+from aiosite.uploads.storage import UPLOAD_STORAGE, Storage
 
 CSRF_FIELD = "csrf_token"
 _CHUNK = 64 * 1024

@@ -15,10 +15,9 @@ from urllib.parse import quote
 
 from aiohttp import hdrs, web
 
-from aiosite.keys import UPLOAD_STORAGE
 from aiosite.uploads.content import RASTER_IMAGES, is_text, served_type
 from aiosite.uploads.names import display_filename
-from aiosite.uploads.storage import InvalidName, name_parts
+from aiosite.uploads.storage import UPLOAD_STORAGE, InvalidName, name_parts
 
 SANDBOX_POLICY = "sandbox; default-src 'none'"
 # Shown inline when asked: nothing in them runs.

@@ -16,6 +16,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from aiohttp import web
+
 CHUNK_SIZE = 256 * 1024
 # A clash with a random suffix again means something is very wrong.
 _MAX_ATTEMPTS = 16
@@ -163,3 +165,7 @@ class FileSystemStorage:
                 yield chunk
         finally:
             file.close()
+
+
+# The site's upload storage; a project may replace it in its setup hook (e.g. with a bucket).
+UPLOAD_STORAGE: web.AppKey[Storage] = web.AppKey("aiosite.upload_storage", Storage)

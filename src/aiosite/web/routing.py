@@ -1,4 +1,4 @@
-"""Route tables with names, mounting under app prefixes, and URL reversing.
+"""Route tables with names, and mounting them under app prefixes.
 
 A ``Routes`` table reads like aiohttp's ``RouteTableDef``, plus names. The site mounts
 every app's table on its one router (no sub-applications, so resolving a request costs
@@ -8,24 +8,23 @@ what it costs in plain aiohttp) under the app's prefix, naming each route
 
 from __future__ import annotations
 
-import difflib
 import inspect
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast, overload
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Handler
 
 from aiosite.apps import AppRegistry
-from aiosite.exceptions import ImproperlyConfigured, NoReverseMatch
-from aiosite.keys import CORE, URLS, state_of
+from aiosite.battery import Battery
+from aiosite.exceptions import ImproperlyConfigured
+from aiosite.keys import TEMPLATE_GLOBALS
+from aiosite.settings import Settings
+from aiosite.web.core import CORE
+from aiosite.web.mounted import ROUTES, MountedRoute, RouteHandler, SiteRoutes
+from aiosite.web.urls import URLS, UrlReverser, url_global
 
 H = TypeVar("H", bound=Callable[..., Any])
-RouteHandler = Handler | type[web.View]
-
-_PLACEHOLDER_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,20 +149,6 @@ class Routes(Sequence[RouteDef]):
         return register if handler is None else register(handler)
 
 
-@dataclass(frozen=True, slots=True)
-class MountedRoute:
-    """A route as the site serves it: for ``aiosite routes``, checks and error pages."""
-
-    method: str
-    path: str
-    name: str | None
-    handler: RouteHandler
-    app: str
-    api: bool
-    websocket: bool
-    resource: web.AbstractResource | None
-
-
 def mount(
     app: web.Application, app_name: str, prefix: str, table: Routes, *, api: bool = False
 ) -> list[MountedRoute]:
@@ -219,27 +204,6 @@ def _check_handler(app_name: str, method: str, path: str, handler: object) -> No
         )
 
 
-@dataclass(frozen=True, slots=True)
-class SiteRoutes:
-    """What the site mounted, for error pages, checks and ``aiosite routes``."""
-
-    mounted: tuple[MountedRoute, ...]
-    # Whether each mounted resource answers errors in JSON; a route's own `api=`
-    # wins over its table's and its app's.
-    api_by_resource: Mapping[web.AbstractResource, bool]
-    # Prefixes of API apps, for requests that matched no route (404, 405).
-    api_prefixes: tuple[str, ...]
-
-    def is_api(self, request: web.Request) -> bool:
-        resource = request.match_info.route.resource
-        if resource is not None:
-            api = self.api_by_resource.get(resource)
-            if api is not None:
-                return api
-        path = request.path
-        return any(path == prefix or path.startswith(prefix + "/") for prefix in self.api_prefixes)
-
-
 def mount_apps(app: web.Application, registry: AppRegistry) -> SiteRoutes:
     """Mount every app's route table under its prefix; what was mounted, for error pages."""
     mounted: list[MountedRoute] = []
@@ -262,65 +226,13 @@ def mount_apps(app: web.Application, registry: AppRegistry) -> SiteRoutes:
     return SiteRoutes(tuple(mounted), api_by_resource, tuple(api_prefixes))
 
 
-class UrlReverser:
-    """Turns route names and parameters into URLs; parameters a route's path does not
-    use become the query string."""
-
-    def __init__(self, router: web.UrlDispatcher) -> None:
-        self._router = router
-        self._placeholders: dict[str, frozenset[str]] = {}
-
-    def reverse(self, name: str, params: Mapping[str, Any]) -> str:
-        try:
-            resource = self._router[name]
-        except KeyError:
-            raise NoReverseMatch(self._unknown(name)) from None
-        placeholders = self._placeholders.get(name)
-        if placeholders is None:
-            formatter = _formatter(resource)
-            placeholders = frozenset(_PLACEHOLDER_RE.findall(formatter))
-            self._placeholders[name] = placeholders
-        missing = placeholders.difference(params)
-        if missing:
-            raise NoReverseMatch(
-                f"route {name!r} ({_formatter(resource)}) needs "
-                f"{', '.join(sorted(missing))}; got {', '.join(sorted(params)) or 'nothing'}"
-            )
-        path_params = {key: str(params[key]) for key in placeholders}
-        url = resource.url_for(**path_params)
-        query = _query({key: value for key, value in params.items() if key not in placeholders})
-        return str(url.with_query(query) if query else url)
-
-    def _unknown(self, name: str) -> str:
-        known = [n for n in self._router.named_resources()]
-        close = difflib.get_close_matches(name, known, n=3)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-        if ":" not in name and not close:
-            hint = "; route names have the form 'app:name'"
-        return f"no route named {name!r}{hint}"
-
-
-def _formatter(resource: web.AbstractResource) -> str:
-    info = resource.get_info()
-    return str(info.get("formatter") or info.get("path") or info.get("prefix") or "")
-
-
-def _query(params: Mapping[str, Any]) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for key, value in params.items():
-        if value is None:
-            continue
-        values = value if isinstance(value, list | tuple) else (value,)
-        pairs.extend((key, str(item)) for item in values)
-    return pairs
-
-
-def url_for(target: web.Request | web.Application, name: str, /, **params: Any) -> str:
-    """The URL of the route ``name`` (``"app:route"``), e.g.
-    ``url_for(request, "blog:detail", slug="x", page=2)`` -> ``/blog/x?page=2``."""
-    reverser: UrlReverser = state_of(target)[URLS]
-    return reverser.reverse(name, params)
-
-
-def setup(app: web.Application) -> None:
+def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
     app[URLS] = UrlReverser(app.router)
+    app[ROUTES] = mount_apps(app, registry)
+    template_globals = app.get(TEMPLATE_GLOBALS)
+    if template_globals is not None:
+        template_globals["url"] = url_global
+
+
+battery = Battery("aiosite.routing", _attach)
+setup = battery.setup

@@ -11,13 +11,32 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import jinja2
 from aiohttp import web
+from pydantic import Field, field_validator
 
 from aiosite.apps import AppRegistry
-from aiosite.keys import CORE, STATIC_FILES, state_of
-from aiosite.settings import Settings
+from aiosite.battery import Battery
+from aiosite.keys import TEMPLATE_GLOBALS, state_of
+from aiosite.settings import Section, Settings
+from aiosite.web.core import CORE
 
 ROUTE_NAME = "static"
+
+
+class StaticSettings(Section):
+    """The ``static:`` section."""
+
+    url: str = "/static/"
+    serve: bool = True
+    max_age: int = Field(default=3600, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _slashes(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value if value.endswith("/") else value + "/"
 
 
 class StaticFiles:
@@ -56,17 +75,34 @@ class StaticFiles:
         return web.FileResponse(path, headers={"Cache-Control": self.cache_control})
 
 
-def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
-    options = settings.static
+STATIC_FILES: web.AppKey[StaticFiles] = web.AppKey("aiosite.static", StaticFiles)
+
+
+def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
+    options = settings.section(StaticSettings)
     cache_control = "no-cache" if settings.debug.enabled else f"public, max-age={options.max_age}"
     files = StaticFiles(registry.search_path("static"), options.url, cache_control)
     app[STATIC_FILES] = files
     if options.serve:
         handler = app[CORE].wrap(files.handle)
         app.router.add_get(options.url + "{path:.+}", handler, name=ROUTE_NAME)
+    template_globals = app.get(TEMPLATE_GLOBALS)
+    if template_globals is not None:
+        template_globals["static"] = _static_global
+
+
+battery = Battery("aiosite.static", _attach, {"static": StaticSettings})
+setup = battery.setup
 
 
 def static_url(target: web.Request | web.Application, path: str) -> str:
     """The URL of the static file ``path``, e.g. ``static_url(request, "blog/site.css")``."""
     files: StaticFiles = state_of(target)[STATIC_FILES]
     return files.url(path)
+
+
+@jinja2.pass_context
+def _static_global(ctx: jinja2.runtime.Context, path: str) -> str:
+    """``{{ static("blog/site.css") }}`` in templates."""
+    request: web.Request = ctx["request"]
+    return request.config_dict[STATIC_FILES].url(path)

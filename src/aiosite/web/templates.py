@@ -18,13 +18,21 @@ import jinja2
 from aiohttp import web
 
 from aiosite.apps import AppRegistry, ContextProcessor
-from aiosite.keys import STATIC_FILES, TEMPLATES, URLS
-from aiosite.settings import Settings
+from aiosite.battery import Battery
+from aiosite.keys import TEMPLATE_GLOBALS
+from aiosite.settings import Section, Settings
 
 BUILTIN_TEMPLATES = Path(__file__).parent / "templates"
 PLAIN_TEXT_EXTENSIONS = ("txt", "text", "md", "csv")
 
 HandlerT = TypeVar("HandlerT", bound=Callable[..., Awaitable[Any]])
+
+
+class TemplateSettings(Section):
+    """The ``templates:`` section."""
+
+    # None: follow debug.enabled (re-read changed templates while debugging).
+    auto_reload: bool | None = None
 
 
 class Templates:
@@ -89,25 +97,15 @@ def build_environment(
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(url=_url, static=_static)
     env.globals.update(globals_)
     env.filters.update(filters)
     return env
 
 
-@jinja2.pass_context
-def _url(ctx: jinja2.runtime.Context, name: str, /, **params: Any) -> str:
-    request: web.Request = ctx["request"]
-    return request.config_dict[URLS].reverse(name, params)
+TEMPLATES: web.AppKey[Templates] = web.AppKey("aiosite.templates", Templates)
 
 
-@jinja2.pass_context
-def _static(ctx: jinja2.runtime.Context, path: str) -> str:
-    request: web.Request = ctx["request"]
-    return request.config_dict[STATIC_FILES].url(path)
-
-
-def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
+def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
     globals_: dict[str, Any] = {"site": settings.site, "settings": settings}
     filters: dict[str, Callable[..., Any]] = {}
     processors: list[ContextProcessor] = []
@@ -118,11 +116,23 @@ def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> No
     processors.extend(registry.project.context_processors)
     env = build_environment(
         registry.search_path("templates"),
-        auto_reload=settings.templates_auto_reload,
+        auto_reload=auto_reload(settings),
         globals_=globals_,
         filters=filters,
     )
     app[TEMPLATES] = Templates(env, processors)
+    # Later batteries add their helpers (url, static, csrf_input...) here.
+    app[TEMPLATE_GLOBALS] = env.globals
+
+
+def auto_reload(settings: Settings) -> bool:
+    """Whether changed templates are re-read: as set, else in debug mode."""
+    auto = settings.section(TemplateSettings).auto_reload
+    return settings.debug.enabled if auto is None else auto
+
+
+battery = Battery("aiosite.templates", _attach, {"templates": TemplateSettings})
+setup = battery.setup
 
 
 async def render_string(

@@ -28,7 +28,7 @@ from aiosite import (
     url_for,
 )
 from aiosite.contrib.auth import current_user, login_needed, login_required
-from aiosite.uploads import UploadForm, read_upload_form
+from aiosite.uploads import UploadForm, UploadSettings, read_upload_form
 
 from .access import can_edit, check_can_edit, check_can_see
 from .attachments import (
@@ -226,7 +226,7 @@ async def _render_form(
         "form": form,
         "action": action,
         "attachments": editing.attachments if editing is not None else [],
-        "accepted_types": settings_of(request).uploads.allowed_types,
+        "accepted_types": settings_of(request).section(UploadSettings).allowed_types,
         "max_size": ATTACHMENTS_MAX_SIZE,
         "max_files": MAX_ATTACHMENTS,
     }

@@ -11,6 +11,7 @@ List it in ``apps:`` like any app, then write and apply its tables' migration
 from aiosite import App
 
 from .commands import commands
+from .config import AuthSettings, PasswordHasherSettings, auth_settings
 from .decorators import login_needed, login_required, permission_required
 from .models import Group, LoginFailure, Permission, User
 from .passwords import Passwords, password_problem
@@ -47,6 +48,7 @@ app = App(
     template_globals={"has_perm": has_perm_global},
     commands=commands,
     setup=setup,
+    settings=AuthSettings,
 )
 
 __all__ = [
@@ -54,14 +56,17 @@ __all__ = [
     "CURRENT_USER",
     "AnonymousUser",
     "AnyUser",
+    "AuthSettings",
     "Group",
     "LoginFailure",
+    "PasswordHasherSettings",
     "Passwords",
     "Permission",
     "UnknownPermission",
     "User",
     "add_to_group",
     "app",
+    "auth_settings",
     "authenticate",
     "current_user",
     "get_or_create_group",

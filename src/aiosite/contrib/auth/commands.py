@@ -11,15 +11,15 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Protocol
+from typing import Annotated
 
 import typer
 from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aiosite import CommandError, Database, Settings
-from aiosite.apps import load_apps
+from aiosite import CommandError, Database, Settings, command_settings, load_apps
 
+from .config import AuthSettings
 from .forms import email_problem, normalize_username, username_problem
 from .models import Group, User
 from .passwords import Passwords, password_problem
@@ -45,17 +45,6 @@ MIGRATE_HINT = (
     "the database has no auth tables yet; write their migration with "
     "`aiosite db makemigrations -m auth`, then apply it with `aiosite db migrate`"
 )
-
-
-class _CliState(Protocol):
-    def settings(self) -> Settings: ...
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    state: _CliState | None = ctx.find_root().obj
-    if state is None:
-        raise CommandError("run this command through `aiosite` inside a project")
-    return state.settings()
 
 
 @asynccontextmanager
@@ -130,7 +119,7 @@ def _stdin_password() -> str:
 
 
 def _password(settings: Settings, username: str, *, from_stdin: bool, interactive: bool) -> str:
-    min_length = settings.auth.password_min_length
+    min_length = settings.section(AuthSettings).password_min_length
     if from_stdin:
         password = _stdin_password()
         problem = password_problem(password, username=username, min_length=min_length)
@@ -167,7 +156,7 @@ def createsuperuser(
     ] = False,
 ) -> None:
     """Create a user with every permission (is_superuser and is_staff)."""
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     interactive = not no_input
     name = _ask("Username", username, "--username", username_problem, interactive=interactive)
     address = _ask(
@@ -205,7 +194,7 @@ def changepassword(
     ] = False,
 ) -> None:
     """Set a user's password; their sessions on the site end."""
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     asyncio.run(_check_user(settings, username))
     password = _password(settings, username, from_stdin=password_stdin, interactive=True)
     asyncio.run(_change_password(settings, username, password))
@@ -246,7 +235,7 @@ def grant_command(
 ) -> None:
     """Give a user or a group permissions: aiosite grant --user ada blog.change_post."""
     _one_target(user, group)
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     known = registry_permissions(load_apps(settings))
     for line in asyncio.run(_grant(settings, perms, known, user, group)):
         typer.echo(line)
@@ -289,7 +278,7 @@ def revoke_command(
 ) -> None:
     """Take permissions from a user or a group."""
     _one_target(user, group)
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     for line in asyncio.run(_revoke(settings, perms, user, group)):
         typer.echo(line)
 
@@ -319,7 +308,7 @@ def permissions_command(
     ] = None,
 ) -> None:
     """List the site's permissions, or those a user has."""
-    settings = _settings(ctx)
+    settings = command_settings(ctx)
     if user is None:
         for name in sorted(registry_permissions(load_apps(settings))):
             typer.echo(name)
@@ -345,7 +334,7 @@ def group_add(
     group: Annotated[str, typer.Argument(help="The group; created when missing.")],
 ) -> None:
     """Put a user in a group: aiosite group add ada editors."""
-    typer.echo(asyncio.run(_group_add(_settings(ctx), username, group)))
+    typer.echo(asyncio.run(_group_add(command_settings(ctx), username, group)))
 
 
 async def _group_add(settings: Settings, username: str, group_name: str) -> str:
@@ -365,7 +354,7 @@ def group_remove(
     group: Annotated[str, typer.Argument(help="The group.")],
 ) -> None:
     """Take a user out of a group."""
-    typer.echo(asyncio.run(_group_remove(_settings(ctx), username, group)))
+    typer.echo(asyncio.run(_group_remove(command_settings(ctx), username, group)))
 
 
 async def _group_remove(settings: Settings, username: str, group_name: str) -> str:

@@ -13,8 +13,9 @@ from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 
-from aiosite import settings_of, wants_json
+from aiosite import wants_json
 
+from .config import auth_settings
 from .permissions import UnknownPermission, check_known
 from .redirects import resolve, with_next
 from .state import site_permissions
@@ -92,7 +93,7 @@ def login_needed(request: web.Request, next_path: str | None = None) -> web.HTTP
     """
     if wants_json(request):
         return web.HTTPUnauthorized(text="Log in to do this.")
-    login_url = resolve(request, settings_of(request).auth.login_url)
+    login_url = resolve(request, auth_settings(request).login_url)
     return web.HTTPSeeOther(
         with_next(login_url, request.path_qs if next_path is None else next_path)
     )

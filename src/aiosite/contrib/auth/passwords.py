@@ -14,6 +14,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from aiosite import Settings
 
+from .config import AuthSettings
 from .models import UNUSABLE_PASSWORD
 
 # Passwords longer than this are refused before hashing: nobody types them, and a
@@ -25,7 +26,7 @@ class Passwords:
     """argon2id with the parameters of ``auth.hasher``."""
 
     def __init__(self, settings: Settings) -> None:
-        params = settings.auth.hasher
+        params = settings.section(AuthSettings).hasher
         self._hasher = PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_cost,

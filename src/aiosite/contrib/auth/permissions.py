@@ -14,9 +14,7 @@ from collections.abc import Collection, Iterable
 from sqlalchemy import Table, delete, insert, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aiosite import AiositeError
-from aiosite.apps import AppRegistry
-from aiosite.db.models import models_of
+from aiosite import AiositeError, AppRegistry, models_of
 
 from .models import Group, Permission, User, group_permissions, user_groups, user_permissions
 

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from aiosite import Settings, settings_of
-from aiosite.keys import APPS, state_of
+from aiosite import AppRegistry, Settings
 
 from .passwords import Passwords
 from .permissions import registry_permissions
@@ -23,10 +22,9 @@ class AuthState:
 AUTH: web.AppKey[AuthState] = web.AppKey("aiosite.contrib.auth", AuthState)
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
     """The auth app's ``App(setup=...)`` hook."""
-    settings: Settings = settings_of(app)
-    app[AUTH] = state = AuthState(Passwords(settings), registry_permissions(app[APPS]))
+    app[AUTH] = state = AuthState(Passwords(settings), registry_permissions(registry))
 
     async def warm_up(app: web.Application) -> None:
         # The hash a login for an unknown username is checked against, made before the
@@ -37,8 +35,9 @@ def setup(app: web.Application) -> None:
 
 
 def auth_state(target: web.Request | web.Application) -> AuthState:
+    found = target.config_dict if isinstance(target, web.Request) else target
     try:
-        state: AuthState = state_of(target)[AUTH]
+        state: AuthState = found[AUTH]
     except KeyError:
         raise RuntimeError(
             "aiosite.contrib.auth is not set up on this site; add it to apps: in "

@@ -23,8 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from aiosite import client_address
-from aiosite.settings import AuthSettings
 
+from .config import AuthSettings
 from .models import USERNAME_MAX, LoginFailure
 
 UNKNOWN_ADDRESS = "unknown"

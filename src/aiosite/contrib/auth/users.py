@@ -19,8 +19,14 @@ from sqlalchemy import func, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aiosite import Settings, db_session, rotate_csrf_token, settings_of
-from aiosite.sessions import get_session, rotate_session
+from aiosite import (
+    Settings,
+    db_session,
+    get_session,
+    rotate_csrf_token,
+    rotate_session,
+    settings_of,
+)
 
 from .models import User
 from .permissions import get_permissions

@@ -12,11 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
-from aiosite import db_session, render, session_scope, settings_of
-from aiosite.forms import read_form
-from aiosite.sessions import flash
+from aiosite import db_session, flash, read_form, render, session_scope
 
 from . import throttle
+from .config import auth_settings
 from .decorators import login_required
 from .forms import LoginForm, PasswordChangeForm, RegisterForm
 from .models import User
@@ -46,7 +45,7 @@ async def _page(
     status: int = 200,
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
-    settings = settings_of(request).auth
+    settings = auth_settings(request)
     extra = {"registration": settings.registration, "min_length": settings.password_min_length}
     return await render(request, name, {**extra, **context}, status=status, headers=headers)
 
@@ -58,7 +57,7 @@ class LoginView(web.View):
 
     async def post(self) -> web.Response:
         request = self.request
-        settings = settings_of(request).auth
+        settings = auth_settings(request)
         form = LoginForm.from_data(await read_form(request))
         form.next = safe_next(form.next) or ""
         if not form.validate():
@@ -92,11 +91,11 @@ class LoginView(web.View):
 async def logout_view(request: web.Request) -> web.Response:
     await logout(request)
     await flash(request, "You are logged out.", "info")
-    raise web.HTTPSeeOther(resolve(request, settings_of(request).auth.logout_redirect))
+    raise web.HTTPSeeOther(resolve(request, auth_settings(request).logout_redirect))
 
 
 def _registration_open(request: web.Request) -> None:
-    if not settings_of(request).auth.registration:
+    if not auth_settings(request).registration:
         raise web.HTTPNotFound(text="This site does not take new accounts.")
 
 
@@ -108,7 +107,7 @@ class RegisterView(web.View):
     async def post(self) -> web.Response:
         request = self.request
         _registration_open(request)
-        settings = settings_of(request).auth
+        settings = auth_settings(request)
         form = RegisterForm.from_data(await read_form(request))
         session = db_session(request)
         if form.validate(min_length=settings.password_min_length) and await username_taken(
@@ -142,7 +141,7 @@ class PasswordChangeView(web.View):
         if not isinstance(user, User):  # pragma: no cover - login_required saw to it
             raise web.HTTPUnauthorized()
         form = PasswordChangeForm.from_data(await read_form(request))
-        min_length = settings_of(request).auth.password_min_length
+        min_length = auth_settings(request).password_min_length
         if form.validate(username=user.username, min_length=min_length) and not (
             await passwords_of(request).verify(user.password, form.old_password)
         ):
@@ -155,4 +154,4 @@ class PasswordChangeView(web.View):
         # goes on, under a new identity.
         await update_session_hash(request, user)
         await flash(request, "Your password is changed.", "success")
-        raise web.HTTPSeeOther(resolve(request, settings_of(request).auth.login_redirect))
+        raise web.HTTPSeeOther(resolve(request, auth_settings(request).login_redirect))

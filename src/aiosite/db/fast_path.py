@@ -37,9 +37,10 @@ from sqlalchemy.sql.elements import BindParameter
 from aiosite.exceptions import DatabaseUnavailable, ImproperlyConfigured, one_line
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from sqlalchemy.engine import URL
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-    from aiosite.db.engine import Database
+    from aiosite.db.config import DatabaseSettings
 
 M = TypeVar("M")
 # A result row: ``row["column"]`` and ``dict(row)`` work on every backend (asyncpg's
@@ -260,9 +261,13 @@ class _UpdatePlan:
 class FastPath:
     """The site database's fast path; from ``fast_path(request)`` in a handler."""
 
-    def __init__(self, database: Database) -> None:
-        self._database = database
-        self.dialect: Dialect = database.engine.dialect
+    def __init__(self, engine: AsyncEngine, url: URL, settings: DatabaseSettings) -> None:
+        # The engine for SQLite; the URL and the pool settings for its own asyncpg pool.
+        self._engine = engine
+        self._url = url
+        self._settings = settings
+        self._safe_url = url.render_as_string(hide_password=True)
+        self.dialect: Dialect = engine.dialect
         # The driver path needs asyncpg; any other driver runs through SQLAlchemy Core.
         self.is_postgresql = self.dialect.driver == "asyncpg"
         self._closed = False
@@ -305,12 +310,12 @@ class FastPath:
         itself (use ``transaction()`` to group them); on SQLite the block is one
         transaction."""
         if not self.is_postgresql:
-            async with self._database.engine.begin() as sa_connection:
+            async with self._engine.begin() as sa_connection:
                 yield FastConnection(self, sa_connection)
             return
         pool = self._pool or await self._open_pool()
         try:
-            driver = await pool.acquire(timeout=self._database.settings.pool_timeout)
+            driver = await pool.acquire(timeout=self._settings.pool_timeout)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The pool connects on demand: a refused connection (too many clients, the
             # server starting or stopping) surfaces here.
@@ -351,13 +356,13 @@ class FastPath:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError(f"the database {self._database.safe_url} was closed")
+            raise RuntimeError(f"the database {self._safe_url} was closed")
 
     async def _create_pool(self) -> asyncpg.Pool:
-        settings = self._database.settings
+        settings = self._settings
         # What the engine's own connections are made from: host, port, credentials and
         # the URL's query options (ssl=, a socket directory in host=).
-        _, connect_args = self.dialect.create_connect_args(self._database.url)
+        _, connect_args = self.dialect.create_connect_args(self._url)
         server_settings = {"search_path": settings.schema_name} if settings.schema_name else {}
         try:
             pool = await asyncpg.create_pool(
@@ -383,7 +388,7 @@ class FastPath:
         await dialect.setup_asyncpg_jsonb_codec(adapted)
 
     def _unavailable(self, exc: BaseException) -> Exception:
-        return DatabaseUnavailable(f"cannot connect to {self._database.safe_url}: {one_line(exc)}")
+        return DatabaseUnavailable(f"cannot connect to {self._safe_url}: {one_line(exc)}")
 
     async def close(self) -> None:
         self._closed = True

@@ -1,4 +1,5 @@
-"""Request-scoped sessions: one ``AsyncSession`` per request, made on first use.
+"""The request's database session and its transaction: one ``AsyncSession`` per request,
+made on first use, committed or rolled back when the handler is done.
 
 ``db_session(request)`` creates the session the first time a request asks for it; the
 session takes a pooled connection only when it first runs a query. A request that never
@@ -13,21 +14,17 @@ import functools
 import logging
 from contextlib import AbstractAsyncContextManager
 
-import asyncpg
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiosite.db.engine import database_of
-from aiosite.db.fast import FastPath
-from aiosite.exceptions import DatabaseUnavailable, one_line
-from aiosite.keys import DB_SESSION, add_request_finalizer
+from aiosite.db.fast_path import FastPath
+from aiosite.hooks import add_request_finalizer
 
 logger = logging.getLogger("aiosite.db")
 
-# How long a client should wait before retrying while the database is unavailable.
-RETRY_AFTER_SECONDS = "5"
+# The request's database session, created by the first db_session(request) call.
+DB_SESSION: web.RequestKey[AsyncSession] = web.RequestKey("aiosite.db_session", AsyncSession)
 
 
 def db_session(request: web.Request) -> AsyncSession:
@@ -85,37 +82,3 @@ async def _close_quietly(session: AsyncSession) -> None:
         await session.close()
     except Exception:
         logger.debug("closing the session failed", exc_info=True)
-
-
-# Connection failures: ours, the pool's, and the fast path's, which asyncpg raises itself
-# (a connection lost in the middle of a query, a server shutting down or starting up).
-_UNAVAILABLE = (
-    DatabaseUnavailable,
-    PoolTimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-)
-
-
-def translate_error(exc: BaseException) -> web.HTTPException | None:
-    """The HTTP error a database failure means for the client (an ``ErrorTranslator``)."""
-    if is_unavailable(exc):
-        logger.warning("database unavailable: %s", one_line(exc))
-        return web.HTTPServiceUnavailable(
-            text="The database is unavailable; please try again shortly.",
-            headers={"Retry-After": RETRY_AFTER_SECONDS},
-        )
-    if isinstance(exc, IntegrityError | asyncpg.IntegrityConstraintViolationError):
-        # A duplicate or a dangling reference that the view did not check for, often a
-        # race between two requests: the client's request conflicts with the data.
-        logger.warning("integrity error: %s", one_line(exc), exc_info=exc)
-        return web.HTTPConflict(text="The request conflicts with existing data.")
-    return None
-
-
-def is_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database cannot be reached (not a bad query)."""
-    if isinstance(exc, _UNAVAILABLE):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated

@@ -15,16 +15,17 @@ import aiohttp_session
 from aiohttp import hdrs, web
 from aiohttp.http import HttpProcessingError
 
-from aiosite.keys import CSRF_PENDING, RequestFinalizer, add_request_finalizer
-from aiosite.security.csrf import FIELD_NAME, HEADER_NAME, session_secret, token_matches
-from aiosite.security.exempt import route_traits
-from aiosite.security.https import request_is_https
+from aiosite.hooks import RequestFinalizer, add_request_finalizer
+from aiosite.keys import CSRF_PENDING
+from aiosite.security.csrf_tokens import FIELD_NAME, HEADER_NAME, session_secret, token_matches
+from aiosite.security.forwarded import request_is_https
 from aiosite.security.origins import (
     Origin,
     TrustedOrigins,
     parse_origin,
     request_origin,
 )
+from aiosite.security.route_traits import route_traits
 from aiosite.settings import Settings
 
 logger = logging.getLogger("aiosite.security.csrf")

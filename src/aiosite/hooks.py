@@ -1,0 +1,276 @@
+"""The one extension surface of a site's request core: hooks, finalizers, exception handlers.
+
+Batteries, apps and third-party packages register here while the site is assembled (in
+a battery's or an app's ``setup(app, settings, registry)``); the request core
+(``aiosite.web.core``) runs what was registered around every handler::
+
+    hooks = hooks_of(app)
+    hooks.add_request_hook(check_api_key, name="myext.api_key", after=["aiosite.sessions"])
+    hooks.add_response_hook(add_server_timing, name="myext.timing")
+    hooks.add_exception_handler(PaymentDeclined, payment_declined_page)
+
+Hooks are ordered by name, never by the order of the calls: ``before`` and ``after`` name
+other hooks of the same kind (``"*"``: every other hook), and hooks that no constraint
+orders keep the order in which they were added. The order is settled once, when the site
+starts; a name that no hook has, or a circle of constraints, stops the start with one
+line that says which. Nothing can be added once the site has started.
+
+A request or response hook returns None, or an awaitable when it has async work to do for
+this request: a hook with nothing to do costs a call, never an ``await``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Awaitable, Callable, Collection, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from aiosite.exceptions import ImproperlyConfigured
+
+# Run before the handler of every request (allowed hosts, CSRF): a hook refuses the
+# request by raising an HTTPException.
+RequestHook = Callable[[web.Request], Awaitable[None] | None]
+# Run on every response the core returns, error pages and redirects included, unless the
+# handler prepared (started sending) the response itself: security headers, saving the
+# browser session.
+ResponseHook = Callable[[web.Request, web.StreamResponse], Awaitable[None] | None]
+# Ends what a battery opened for one request (the database session's transaction). The
+# core calls it once the handler is done, with what the handler raised (None when it
+# returned): committing work for a response, rolling back for an error.
+RequestFinalizer = Callable[[BaseException | None], Awaitable[None]]
+# The answer to an exception no handler caught: a response, or None to leave the
+# exception to the handler of a more general class (in the end: the 500 page). Raising an
+# HTTPException answers with the site's error page for it. May be async.
+ExceptionHandler = Callable[
+    [web.Request, Any],
+    web.StreamResponse | Awaitable[web.StreamResponse | None] | None,
+]
+# An aiohttp-style middleware, ``async def wrapper(request, handler)``, that the core runs
+# around the handler (inside the request hooks and the error pages). Unlike a middleware
+# of the application's, it leaves the core in its fast mode (docs/extending.md).
+HandlerWrapper = Middleware
+
+EVERY = "*"
+E = TypeVar("E", bound=BaseException)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry(Generic[T]):
+    name: str
+    hook: T
+    before: frozenset[str]
+    after: frozenset[str]
+
+
+class OrderedHooks(Generic[T]):
+    """One kind of hook (request, response, handler wrapper), with its order by name."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: list[_Entry[T]] = []
+
+    @property
+    def names(self) -> list[str]:
+        """The names in the order the hooks were added."""
+        return [entry.name for entry in self._entries]
+
+    def add(self, hook: T, name: str, before: Iterable[str], after: Iterable[str]) -> None:
+        if not name or name == EVERY:
+            raise ImproperlyConfigured(f"a {self.kind} needs a name of its own, e.g. 'myapp.check'")
+        if name in self.names:
+            raise ImproperlyConfigured(
+                f"two {self.kind}s are named {name!r}; give one another name"
+            )
+        before_set, after_set = _names(before), _names(after)
+        if name in before_set | after_set:
+            raise ImproperlyConfigured(f"{self.kind} {name!r} cannot run before or after itself")
+        self._entries.append(_Entry(name, hook, before_set, after_set))
+
+    def ordered(self) -> tuple[T, ...]:
+        """The hooks in running order: every constraint met, else the order of adding."""
+        entries = self._entries
+        index = {entry.name: position for position, entry in enumerate(entries)}
+        edges: list[set[int]] = [set() for _ in entries]  # position -> positions after it
+        for position, entry in enumerate(entries):
+            for other in self._resolve(entry, entry.before, index, "before"):
+                edges[position].add(other)
+            for other in self._resolve(entry, entry.after, index, "after"):
+                edges[other].add(position)
+        waiting = [0] * len(entries)
+        for targets in edges:
+            for target in targets:
+                waiting[target] += 1
+        ready = [position for position, count in enumerate(waiting) if count == 0]
+        heapq.heapify(ready)
+        order: list[int] = []
+        while ready:
+            position = heapq.heappop(ready)
+            order.append(position)
+            for target in edges[position]:
+                waiting[target] -= 1
+                if waiting[target] == 0:
+                    heapq.heappush(ready, target)
+        if len(order) < len(entries):
+            stuck = ", ".join(repr(entries[p].name) for p in range(len(entries)) if waiting[p])
+            raise ImproperlyConfigured(
+                f"the {self.kind}s {stuck} are ordered in a circle by their before/after; "
+                "drop one of those constraints"
+            )
+        return tuple(entries[position].hook for position in order)
+
+    def _resolve(
+        self, entry: _Entry[T], names: frozenset[str], index: dict[str, int], side: str
+    ) -> list[int]:
+        if EVERY in names:
+            # Every hook that does not itself ask for the same place.
+            return [
+                position
+                for position, other in enumerate(self._entries)
+                if other is not entry and EVERY not in getattr(other, side)
+            ]
+        positions = []
+        for name in sorted(names):
+            if name not in index:
+                known = ", ".join(repr(n) for n in self.names) or "none"
+                raise ImproperlyConfigured(
+                    f"{self.kind} {entry.name!r} is to run {side} {name!r}, but no {self.kind} "
+                    f"has that name (the site has: {known})"
+                )
+            positions.append(index[name])
+        return positions
+
+
+def _names(value: Iterable[str]) -> frozenset[str]:
+    # A lone string is one name, not its letters.
+    return frozenset([value] if isinstance(value, str) else value)
+
+
+class Hooks:
+    """What a site's request core runs around every handler; ``hooks_of(app)``."""
+
+    def __init__(self) -> None:
+        self.request_hooks: OrderedHooks[RequestHook] = OrderedHooks("request hook")
+        self.response_hooks: OrderedHooks[ResponseHook] = OrderedHooks("response hook")
+        self.handler_wrappers: OrderedHooks[HandlerWrapper] = OrderedHooks("handler wrapper")
+        self._exception_handlers: dict[type[BaseException], ExceptionHandler] = {}
+        self._for_type: dict[type[BaseException], tuple[ExceptionHandler, ...]] = {}
+        self.started = False
+
+    def add_request_hook(
+        self,
+        hook: RequestHook,
+        *,
+        name: str,
+        before: Collection[str] = (),
+        after: Collection[str] = (),
+    ) -> None:
+        """Run ``hook(request)`` before the handler of every request."""
+        self._refuse_started(name)
+        self.request_hooks.add(hook, name, before, after)
+
+    def add_response_hook(
+        self,
+        hook: ResponseHook,
+        *,
+        name: str,
+        before: Collection[str] = (),
+        after: Collection[str] = (),
+    ) -> None:
+        """Run ``hook(request, response)`` on every response the core returns."""
+        self._refuse_started(name)
+        self.response_hooks.add(hook, name, before, after)
+
+    def add_handler_wrapper(
+        self,
+        wrapper: HandlerWrapper,
+        *,
+        name: str,
+        before: Collection[str] = (),
+        after: Collection[str] = (),
+    ) -> None:
+        """Run ``wrapper(request, handler)`` around every handler; ``before`` means outside."""
+        self._refuse_started(name)
+        self.handler_wrappers.add(wrapper, name, before, after)
+
+    def add_exception_handler(
+        self, exc_type: type[E], handler: Callable[[web.Request, E], Any]
+    ) -> None:
+        """Answer exceptions of ``exc_type`` (and its subclasses) with ``handler``.
+
+        For one exception the handler of its most specific registered class runs first;
+        when it returns None the next more general one does. A later registration for
+        the same class replaces the earlier one (an app overrides a battery).
+        """
+        self._refuse_started(exc_type.__qualname__)
+        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+            raise ImproperlyConfigured(
+                f"add_exception_handler takes an exception class, not {exc_type!r}"
+            )
+        self._exception_handlers[exc_type] = handler
+        self._for_type.clear()
+
+    def exception_handlers(self, exc_type: type[BaseException]) -> tuple[ExceptionHandler, ...]:
+        """The handlers for ``exc_type``, most specific first. For an HTTPException only
+        handlers of HTTP exception classes count: a handler for ``Exception`` is no 404 page."""
+        found = self._for_type.get(exc_type)
+        if found is None:
+            mro = exc_type.__mro__
+            if issubclass(exc_type, web.HTTPException):
+                mro = mro[: mro.index(web.HTTPException) + 1]
+            found = tuple(
+                self._exception_handlers[cls] for cls in mro if cls in self._exception_handlers
+            )
+            self._for_type[exc_type] = found
+        return found
+
+    def _refuse_started(self, what: str) -> None:
+        if self.started:
+            raise RuntimeError(
+                f"cannot register {what!r}: the site has started; register hooks in a "
+                "setup(app, settings, registry) function, while the site is assembled"
+            )
+
+
+HOOKS: web.AppKey[Hooks] = web.AppKey("aiosite.hooks", Hooks)
+REQUEST_FINALIZERS: web.RequestKey[list[RequestFinalizer]] = web.RequestKey(
+    "aiosite.request_finalizers", list
+)
+
+
+def hooks_of(app: web.Application) -> Hooks:
+    """The site's hooks, to register on while the site is assembled."""
+    try:
+        return app[HOOKS]
+    except KeyError:
+        raise RuntimeError(
+            "this application has no aiosite request core; build it with aiosite's "
+            "create_site (or load_site)"
+        ) from None
+
+
+def add_request_finalizer(request: web.Request, finalizer: RequestFinalizer) -> None:
+    """Have the core await ``finalizer(exc)`` when the request's handler is done."""
+    finalizers = request.get(REQUEST_FINALIZERS)
+    if finalizers is None:
+        request[REQUEST_FINALIZERS] = [finalizer]
+    else:
+        finalizers.append(finalizer)
+
+
+__all__ = [
+    "EVERY",
+    "HOOKS",
+    "ExceptionHandler",
+    "HandlerWrapper",
+    "Hooks",
+    "RequestFinalizer",
+    "RequestHook",
+    "ResponseHook",
+    "add_request_finalizer",
+    "hooks_of",
+]

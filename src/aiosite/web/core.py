@@ -1,0 +1,381 @@
+"""The request core: what aiosite does around every handler, and what hooks into it.
+
+The ``Core`` does the per-request work aiosite always needs (a request id, the hooks,
+ending what batteries opened for the request, turning exceptions into pages) around every
+handler; when the handler succeeds and opened nothing it awaits nothing beyond the
+handler. Batteries, apps and extensions hook in through ``aiosite.hooks`` (request and
+response hooks ordered by name, handler wrappers, request finalizers, exception handlers
+keyed by class), never through middlewares of their own.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable
+from typing import Any, cast
+
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
+from yarl import URL
+
+from aiosite.apps import AppRegistry
+from aiosite.battery import Battery
+from aiosite.hooks import (
+    HOOKS,
+    REQUEST_FINALIZERS,
+    HandlerWrapper,
+    Hooks,
+    RequestFinalizer,
+    RequestHook,
+    ResponseHook,
+)
+from aiosite.keys import NO_ROUTE, SETTINGS
+from aiosite.settings import Settings
+from aiosite.web.debug_page import debug_response
+from aiosite.web.errors import error_response
+from aiosite.web.request_id import HEADER, RequestIdFactory, request_id_for
+
+logger = logging.getLogger("aiosite.request")
+
+# In the core's middleware mode, the request the handler was given: a middleware between
+# the core and the handler may pass on a clone (``request.clone(remote=...)``), whose
+# state is a shallow copy, so what the handler stored on it (the browser session) is
+# read from there. A one-item list, shared by the clones.
+HANDLED_REQUEST: web.RequestKey[list[web.Request]] = web.RequestKey("aiosite.handled_request")
+
+
+class Core:
+    """The per-request work aiosite always does, run around every handler.
+
+    Not an aiohttp middleware by default: as soon as an application has one middleware,
+    aiohttp runs every request through its middleware chain (a wrapper of its own, a
+    chain lookup, a partial per layer), which costs about a tenth of a hello-world
+    request. Instead ``wrap`` puts the core logic around each handler aiosite mounts
+    (routes, static files) and a fallback resource answers what matches no route.
+
+    Routes added to the router directly (``app.router.add_get`` in a setup hook) are
+    wrapped when the site starts. When the site has middlewares (the project's, an
+    extension's) or sub-applications, ``startup`` turns the core into the outermost
+    middleware instead, and the wrapped handlers step aside: every request then passes
+    through it exactly once. aiosite's own debug aids add no middleware (they are a
+    request hook and a handler wrapper), so development runs the same path as
+    production.
+    """
+
+    def __init__(self) -> None:
+        # What batteries and apps register (hooks_of(app)); settled into the tuples below
+        # when the site is built and again when it starts.
+        self.hooks = Hooks()
+        self.new_id = RequestIdFactory()
+        self.outer = False
+        self.request_hooks: tuple[RequestHook, ...] = ()
+        self.response_hooks: tuple[ResponseHook, ...] = ()
+        self.wrappers: tuple[HandlerWrapper, ...] = ()
+        self._wrapped: set[Handler] = set()
+        self._fallback = _Fallback(self, self.wrap(_no_route))
+
+    def wrap(self, handler: Handler | type[web.View]) -> Handler:
+        """``handler`` with the core logic around it (for a route aiosite adds)."""
+        # A class-based view is awaited like a handler's coroutine; typed as one here.
+        inner = cast(Handler, handler)
+
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            run = self._with_wrappers(inner) if self.wrappers else inner
+            if self.outer:
+                # The core's middleware set it: every request passes through it first.
+                request[HANDLED_REQUEST][0] = request
+                return await run(request)
+            return await self.serve(request, run)
+
+        endpoint.__wrapped__ = handler  # type: ignore[attr-defined]
+        self._wrapped.add(endpoint)
+        return endpoint
+
+    def _with_wrappers(self, handler: Handler) -> Handler:
+        # The handler wrappers, first-ordered outermost, as aiohttp chains middlewares.
+        for wrapper in reversed(self.wrappers):
+            handler = functools.update_wrapper(functools.partial(wrapper, handler=handler), handler)
+        return handler
+
+    async def serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request_id_for(request, self.new_id)
+        # Set up front: a lookup of a key a request lacks raises and catches KeyError
+        # inside aiohttp (about half a microsecond), and this one is read on every request.
+        # Clones a middleware makes of the request share the list.
+        finalizers: list[RequestFinalizer] = []
+        request[REQUEST_FINALIZERS] = finalizers
+        try:
+            for check in self.request_hooks:
+                pending = check(request)
+                if pending is not None:
+                    await pending
+            response = await handler(request)
+            if finalizers:
+                await finish_request(request, None)  # a failed commit lands below
+        except web.HTTPException as exc:
+            try:
+                await finish_request(request, exc)  # a redirect commits, an error does not
+            except Exception as failure:
+                response = await self.exception_response(request, failure)
+            else:
+                if exc.status < 400 or exc.content_type == "application/json":
+                    exc.headers[HEADER] = request_id
+                    finishing = self.finish_response(request, exc)
+                    answer = exc if finishing is None else await finishing
+                    if answer is exc:
+                        raise
+                    return answer
+                response = await self.exception_response(request, exc)
+            # Whatever rendering the page opened (a context processor's query).
+            await finish_request(request, exc)
+        except Exception as exc:
+            await finish_request(request, exc)
+            response = await self.exception_response(request, exc)
+            await finish_request(request, exc)
+        except BaseException as exc:  # cancelled: give back what the handler held
+            await finish_request(request, exc)
+            raise
+        # Set here rather than in on_response_prepare, whose receiver costs as much per
+        # request as this whole method; a handler that prepares its own stream sets it
+        # itself (docs/errors-and-logging.md).
+        if not response.prepared:
+            response.headers[HEADER] = request_id
+            finishing = self.finish_response(request, response)
+            if finishing is not None:
+                return await finishing
+        return response
+
+    async def exception_response(
+        self, request: web.Request, exc: BaseException
+    ) -> web.StreamResponse:
+        """The answer to an exception the handler raised: what the exception handlers of
+        its classes answer (503 for a database that is down), else the site's error page
+        for an HTTP error, else a logged 500."""
+        for handler in self.hooks.exception_handlers(type(exc)):
+            try:
+                answer = handler(request, exc)
+                if inspect.isawaitable(answer):
+                    answer = await answer
+            except web.HTTPException as refusal:
+                return await error_response(request, refusal.status, refusal)
+            except Exception as failure:
+                logger.error(
+                    "The exception handler %s failed on %s",
+                    getattr(handler, "__qualname__", handler),
+                    type(exc).__name__,
+                    exc_info=failure,
+                )
+                break
+            if isinstance(answer, web.HTTPException):
+                return await error_response(request, answer.status, answer)
+            if answer is not None:
+                return answer
+        if isinstance(exc, web.HTTPException):
+            return await error_response(request, exc.status, exc)
+        logger.error(
+            "Unhandled %s in %s %s", type(exc).__name__, request.method, request.path, exc_info=exc
+        )
+        return await server_error_response(request, exc)
+
+    def finish_response(
+        self, request: web.Request, response: web.StreamResponse
+    ) -> Awaitable[web.StreamResponse] | None:
+        """Run the response hooks: None once they are done, which is the common case (every
+        hook synchronous for this response, so nothing is awaited); otherwise an awaitable
+        that finishes them and gives the answer, the error page of a hook that failed (a
+        session store that is down) included."""
+        if self.outer:
+            request = request[HANDLED_REQUEST][0]
+        for index, hook in enumerate(self.response_hooks):
+            try:
+                pending = hook(request, response)
+            except Exception as exc:
+                return self._hook_failed(request, response, exc)
+            if pending is not None:
+                return self._finish_hooks(request, response, pending, index + 1)
+        return None
+
+    async def _finish_hooks(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        pending: Awaitable[None],
+        start: int,
+    ) -> web.StreamResponse:
+        try:
+            await pending
+            for hook in self.response_hooks[start:]:
+                more = hook(request, response)
+                if more is not None:
+                    await more
+        except Exception as exc:
+            return await self._hook_failed(request, response, exc)
+        return response
+
+    async def _hook_failed(
+        self, request: web.Request, response: web.StreamResponse, exc: Exception
+    ) -> web.StreamResponse:
+        answer = await self.exception_response(request, exc)
+        answer.headers[HEADER] = response.headers.get(HEADER, "")
+        return answer
+
+    def middleware(self) -> Middleware:
+        @web.middleware
+        async def aiosite_core(request: web.Request, handler: Handler) -> web.StreamResponse:
+            # A container the clones a later middleware may make share with this request
+            # (their state is a shallow copy), as they share the finalizers: the request
+            # the handler was given, whose session the response hooks save.
+            request[HANDLED_REQUEST] = [request]
+            return await self.serve(request, handler)
+
+        return aiosite_core
+
+    def install(self, app: web.Application) -> None:
+        """Choose the mode and settle the hooks' order when the application starts.
+
+        Called once the site is assembled, so that the choice is made after the startup
+        work of everything assembled before it (which may add routes). The order of the
+        hooks registered so far is checked now: an impossible one stops the site from
+        being built, before its startup opens anything.
+        """
+        self._settle_hooks()
+        app.on_startup.append(self.startup)
+
+    def _settle_hooks(self) -> None:
+        hooks = self.hooks
+        self.request_hooks = hooks.request_hooks.ordered()
+        self.response_hooks = hooks.response_hooks.ordered()
+        self.wrappers = hooks.handler_wrappers.ordered()
+
+    async def startup(self, app: web.Application) -> None:
+        """Settle the hooks and choose how the core runs, once every route and middleware
+        is in place."""
+        self._settle_hooks()  # again, with what was registered since
+        self.hooks.started = True
+        router = app.router
+        # Last in its index bucket again: behind "/" and "/{name}" routes added later.
+        router.unindex_resource(self._fallback)
+        router.index_resource(self._fallback)
+        sub_apps = []
+        for resource in router.resources():
+            if isinstance(resource, web.PrefixedSubAppResource):
+                sub_apps.append(resource)
+                continue
+            for route in resource:
+                if route.handler not in self._wrapped:
+                    # A route added to the router directly (a setup hook's, the debug
+                    # toolbar's). aiohttp has no public way to replace a route's handler
+                    # once it is added; the attribute has been the same throughout
+                    # aiohttp 3, and a test serves such routes through the core.
+                    route._handler = self.wrap(route.handler)  # type: ignore[assignment]
+        if (app.middlewares or sub_apps) and not app.middlewares.frozen:
+            # The fallback steps aside too: unmatched requests get aiohttp's own 404/405
+            # (which normalize_path_middleware and the like look for), and the core
+            # turns them into error pages.
+            self.outer = True
+            app.middlewares.insert(0, self.middleware())
+        elif sub_apps:
+            logger.warning(
+                "sub-applications (%s) run without aiosite's error pages and request "
+                "finalizers: the site's middlewares were frozen before it started",
+                ", ".join(resource.canonical for resource in sub_apps),
+            )
+
+
+CORE: web.AppKey[Core] = web.AppKey("aiosite.core", Core)
+
+
+class _Fallback(web.Resource):
+    """Matches every path, after every other resource: requests that match no route
+    reach the core (and its error pages) through it, without a middleware."""
+
+    def __init__(self, core: Core, handler: Handler) -> None:
+        super().__init__(name=None)
+        self._core = core
+        self._prefix = ""  # set when the site is mounted as a sub-application
+        self.add_route(hdrs.METH_ANY, handler)
+
+    @property
+    def canonical(self) -> str:
+        return self._prefix or "/"
+
+    def _match(self, path: str) -> dict[str, str] | None:
+        return None if self._core.outer else {}
+
+    def raw_match(self, path: str) -> bool:
+        return False
+
+    def get_info(self) -> Any:  # aiohttp's return type is private
+        return {"prefix": self.canonical}
+
+    def url_for(self, **kwargs: str) -> URL:
+        raise RuntimeError("the fallback resource has no URL")
+
+    def add_prefix(self, prefix: str) -> None:
+        self._prefix = prefix + self._prefix
+
+    def __repr__(self) -> str:
+        return "<aiosite fallback resource>"
+
+
+async def _no_route(request: web.Request) -> web.StreamResponse:
+    """404, or 405 when some route has the path but not the method (what aiohttp's
+    router answers by itself when no resource matches everything)."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if isinstance(resource, _Fallback):
+            continue
+        match, methods = await resource.resolve(request)
+        if match is None:
+            allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
+
+
+setattr(_no_route, NO_ROUTE, True)
+
+
+async def finish_request(request: web.Request, exc: BaseException | None) -> None:
+    """Run (once) the finalizers batteries registered for the request.
+
+    Every finalizer runs, even after one fails; the first failure is raised after.
+    """
+    finalizers = request.get(REQUEST_FINALIZERS)
+    if not finalizers:
+        return
+    del request[REQUEST_FINALIZERS]
+    failure: Exception | None = None
+    for finalizer in finalizers:
+        try:
+            await finalizer(exc)
+        except Exception as error:
+            failure = failure or error
+    if failure is not None:
+        raise failure
+
+
+async def server_error_response(request: web.Request, exc: BaseException) -> web.Response:
+    """A 500: the traceback page in debug mode, otherwise nothing of the exception."""
+    settings: Settings = request.config_dict[SETTINGS]
+    if settings.debug.enabled:
+        return await debug_response(request, exc)
+    return await error_response(request, 500)
+
+
+def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
+    """The request core: made first, so that every later battery can hook into it.
+
+    The fallback resource is registered now, since a site mounted as a sub-application
+    is frozen as soon as it is added; startup moves it behind routes added since.
+    """
+    core = Core()
+    app[CORE] = core
+    app[HOOKS] = core.hooks
+    app.router.register_resource(core._fallback)
+
+
+battery = Battery("aiosite.core", _attach)
+setup = battery.setup
