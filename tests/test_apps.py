@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
-from aiosite import ImproperlyConfigured, load_apps, load_settings, load_site
+from aiosite import (
+    SETTINGS,
+    ImproperlyConfigured,
+    Settings,
+    create_site,
+    load_apps,
+    load_settings,
+    load_site,
+)
 from aiosite.apps import APPS
 from aiosite.site import BATTERIES
+from aiosite.web.static import StaticSettings
 from tests.conftest import ProjectFactory, site_client
 
 BLOG = {
@@ -269,3 +280,46 @@ def test_every_battery_refuses_an_application_that_has_started(
         with pytest.raises(RuntimeError) as info:
             battery.setup(app, settings, registry)
         assert str(info.value).startswith(f"{battery.name}: the application has already started")
+
+
+async def test_an_apps_template_globals_win_over_the_batteries(
+    make_project: ProjectFactory,
+) -> None:
+    files = {
+        "PKG/home/__init__.py": (
+            "from aiosite import App\n\n"
+            "def cdn(path):\n    return 'https://cdn.example/' + path\n\n"
+            'app = App("home", prefix="", template_globals={"static": cdn})\n'
+        ),
+        "PKG/home/templates/home/index.html": "{{ static('site.css') }} {{ url('home:index') }}",
+    }
+    root = make_project(files)
+    async with site_client(root) as client:
+        assert await (await client.get("/")).text() == "https://cdn.example/site.css /"
+
+
+async def test_a_site_from_settings_made_by_hand(make_project: ProjectFactory) -> None:
+    root = make_project(SECTION_APP, apps=["home", "shop"])
+    (root / "config" / "test.yaml").write_text("shop:\n  api_key: k-123\n")
+    loaded = load_settings(root, "test")
+    # Settings(...) alone knows only the site-wide sections; the site fills in the
+    # sections of its batteries (and apps) with their defaults.
+    by_hand = Settings(
+        project_dir=root, env="test", site=loaded.site, apps=loaded.apps, security=loaded.security
+    )
+    with pytest.raises(ImproperlyConfigured) as info:
+        create_site(by_hand)  # the app's section has a key without a default
+    assert str(info.value).startswith("settings: shop.api_key: missing; ")
+    app = create_site(Settings(project_dir=root, env="test", site=loaded.site, apps=[]))
+    async with TestClient(TestServer(app)) as client:
+        assert (await client.get("/static/home/site.css")).status == 404  # no apps, no files
+        assert client.app[SETTINGS].section(StaticSettings).url == "/static/"
+
+
+def test_loaded_settings_survive_pickling(make_project: ProjectFactory) -> None:
+    root = make_project(SECTION_APP, apps=["home", "shop"])
+    (root / "config" / "test.yaml").write_text("shop:\n  api_key: k-123\n")
+    settings = load_settings(root, "test")
+    copied = pickle.loads(pickle.dumps(settings))  # noqa: S301 - its own bytes
+    assert copied == settings
+    assert copied.section(type(settings.shop)).api_key == "k-123"

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from aiosite import Hooks, ImproperlyConfigured, hooks_of, load_site
+from aiosite.testing import csrf_headers
 from tests.conftest import ProjectFactory, site_client
 
 # Each hook appends its name to a header, so the order they ran in is visible.
@@ -79,6 +80,23 @@ SITE = """
 
         hooks.add_handler_wrapper(inner, name="test.inner", after="test.outer")
         hooks.add_handler_wrapper(outer, name="test.outer")
+
+        # Around the CSRF check: a POST with ?refuse=before (or after) is refused by the
+        # hook on that side of it, with 429.
+        def refuse_on(side):
+            def hook(request):
+                if request.method == "POST" and request.query.get("refuse") == side:
+                    raise web.HTTPTooManyRequests(text=f"refused {side}")
+            return hook
+
+        hooks.add_request_hook(refuse_on("before"), name="test.before_csrf", before="aiosite.csrf")
+        hooks.add_request_hook(refuse_on("after"), name="test.after_csrf", after="aiosite.csrf")
+
+        async def direct(request):
+            return web.Response(text="direct " + request[LOG][-1])
+
+        direct.marker = "kept"
+        app.router.add_get("/direct", direct, name="direct")
 """
 
 ROUTES = """
@@ -94,6 +112,11 @@ ROUTES = """
     @routes.get("/log", name="log")
     async def log(request):
         return web.Response(text=",".join(request[LOG]))
+
+
+    @routes.post("/log", name="post_log")
+    async def post_log(request):
+        return web.Response(text="posted")
 
 
     @routes.get("/fail", name="fail")
@@ -124,6 +147,32 @@ async def test_hooks_run_in_the_order_their_names_say(project: Path) -> None:
         assert list(client.app.middlewares) == []
 
 
+async def test_hooks_are_ordered_against_the_built_in_ones(project: Path) -> None:
+    async with site_client(project) as client:
+        # Before aiosite.csrf: refused by the hook although the POST has no token.
+        resp = await client.post("/probe/log?refuse=before")
+        assert (resp.status, "refused before" in await resp.text()) == (429, True)
+        # After it: the CSRF check refuses first.
+        resp = await client.post("/probe/log?refuse=after")
+        assert resp.status == 403
+        resp = await client.post("/probe/log?refuse=after", headers=await csrf_headers(client))
+        assert (resp.status, "refused after" in await resp.text()) == (429, True)
+
+
+async def test_a_route_added_to_the_router_runs_through_the_core_as_itself(
+    project: Path,
+) -> None:
+    async with site_client(project) as client:
+        resp = await client.get("/direct")
+        # The request hooks and the handler wrappers ran, the request has an id.
+        assert await resp.text() == "direct wrapper"
+        assert resp.headers["X-Request-ID"]
+        assert resp.headers["X-Response-Hooks"] == "x,y"
+        handler = next(iter(client.app.router["direct"])).handler
+        assert (handler.__name__, handler.marker) == ("direct", "kept")
+        assert list(client.app.middlewares) == []
+
+
 async def test_finalizers_run_after_the_handler_with_what_it_raised(project: Path) -> None:
     async with site_client(project, "production") as client:
         assert (await client.get("/probe/log")).status == 200
@@ -151,7 +200,8 @@ def write_setup(make_project: ProjectFactory, body: str) -> Path:
         ),
         (
             "hooks.add_response_hook(lambda r, s: None, name='x.a', after='x.b')\n"
-            "hooks.add_response_hook(lambda r, s: None, name='x.b', after='x.a')",
+            "hooks.add_response_hook(lambda r, s: None, name='x.b', after='x.a')\n"
+            "hooks.add_response_hook(lambda r, s: None, name='x.c', after='x.b')",
             "the response hooks 'x.a', 'x.b' are ordered in a circle by their before/after; "
             "drop one of those constraints",
         ),
@@ -216,6 +266,22 @@ HANDLERS_SITE = """
         pass
 
 
+    class LoginNeeded(Exception):
+        pass
+
+
+    class BadQuery(Exception):
+        pass
+
+
+    def to_login(request, exc):
+        raise web.HTTPSeeOther("/login")
+
+
+    def bad_query(request, exc):
+        raise web.HTTPBadRequest(text='{"problem": "bad query"}', content_type="application/json")
+
+
     def payment_page(request, exc):
         raise web.HTTPPaymentRequired(text=f"payment failed: {type(exc).__name__}")
 
@@ -241,6 +307,8 @@ HANDLERS_SITE = """
         hooks.add_exception_handler(web.HTTPNotFound, not_found)
         hooks.add_exception_handler(Exception, everything)
         hooks.add_exception_handler(Quiet, lambda request, exc: 1 / 0)
+        hooks.add_exception_handler(LoginNeeded, to_login)
+        hooks.add_exception_handler(BadQuery, bad_query)
 """
 
 HANDLERS_ROUTES = """
@@ -248,12 +316,12 @@ HANDLERS_ROUTES = """
 
     from aiosite import Routes
 
-    from PKG.site import CardDeclined, CardExpired, PaymentError, Quiet
+    from PKG.site import BadQuery, CardDeclined, CardExpired, LoginNeeded, PaymentError, Quiet
 
     routes = Routes()
     ERRORS = {
         "payment": PaymentError, "declined": CardDeclined, "expired": CardExpired,
-        "quiet": Quiet, "other": LookupError,
+        "quiet": Quiet, "other": LookupError, "login": LoginNeeded, "query": BadQuery,
     }
 
 
@@ -299,6 +367,18 @@ async def test_the_most_specific_exception_handler_answers(handlers_project: Pat
         resp = await client.post("/pay/payment")  # no handler for 405: the site's page
         assert resp.status == 405
         assert "<h1>405</h1>" in await resp.text()
+
+
+async def test_an_exception_handlers_redirect_or_json_error_goes_out_as_raised(
+    handlers_project: Path,
+) -> None:
+    async with site_client(handlers_project, "production") as client:
+        resp = await client.get("/pay/login", allow_redirects=False)
+        assert (resp.status, resp.headers["Location"]) == (303, "/login")
+        assert resp.headers["X-Request-ID"]
+        resp = await client.get("/pay/query", headers={"Accept": "text/html"})
+        assert resp.status == 400
+        assert await resp.json() == {"problem": "bad query"}
 
 
 async def test_a_failing_exception_handler_gives_a_logged_500(

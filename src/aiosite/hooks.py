@@ -116,7 +116,7 @@ class OrderedHooks(Generic[T]):
                 if waiting[target] == 0:
                     heapq.heappush(ready, target)
         if len(order) < len(entries):
-            stuck = ", ".join(repr(entries[p].name) for p in range(len(entries)) if waiting[p])
+            stuck = ", ".join(repr(entries[p].name) for p in _in_circles(edges, set(order)))
             raise ImproperlyConfigured(
                 f"the {self.kind}s {stuck} are ordered in a circle by their before/after; "
                 "drop one of those constraints"
@@ -143,6 +143,17 @@ class OrderedHooks(Generic[T]):
                 )
             positions.append(index[name])
         return positions
+
+
+def _in_circles(edges: list[set[int]], placed: set[int]) -> list[int]:
+    """The positions on a circle of ``edges``: what is left unplaced once the hooks that
+    merely wait behind a circle (nothing left runs after them) are taken away too."""
+    left = set(range(len(edges))) - placed
+    while True:
+        behind = {p for p in left if not edges[p] & left}
+        if not behind:
+            return sorted(left)
+        left -= behind
 
 
 def _names(value: Iterable[str]) -> frozenset[str]:
@@ -206,11 +217,11 @@ class Hooks:
         when it returns None the next more general one does. A later registration for
         the same class replaces the earlier one (an app overrides a battery).
         """
-        self._refuse_started(exc_type.__qualname__)
         if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
             raise ImproperlyConfigured(
                 f"add_exception_handler takes an exception class, not {exc_type!r}"
             )
+        self._refuse_started(exc_type.__qualname__)
         self._exception_handlers[exc_type] = handler
         self._for_type.clear()
 

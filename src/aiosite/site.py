@@ -13,12 +13,19 @@ from pathlib import Path
 from aiohttp import web
 
 from aiosite import db, debug, security, sessions, uploads
-from aiosite.apps import APPS, load_apps
+from aiosite.apps import APPS, AppRegistry, load_apps
 from aiosite.battery import Battery
 from aiosite.exceptions import ImproperlyConfigured
 from aiosite.keys import SETTINGS
 from aiosite.security import refuse_public_site_without_secret_key
-from aiosite.settings import Section, Settings, UncheckedSection, read_settings
+from aiosite.settings import (
+    Section,
+    Settings,
+    UncheckedSection,
+    read_settings,
+    revalidate,
+    settings_class,
+)
 from aiosite.web import core, routing, static, templates
 
 # Installed packages declare settings sections here: ``name = "package.module:Model"``.
@@ -80,14 +87,20 @@ def installed_sections(names: Collection[str]) -> list[tuple[str, str, type[Sect
     found = []
     for entry in entry_points(group=SECTIONS_ENTRY_POINT):
         if entry.name in names:
-            model = entry.load()
+            package = entry.dist.name if entry.dist is not None else entry.value
+            try:
+                model = entry.load()
+            except Exception as exc:
+                raise ImproperlyConfigured(
+                    f"{entry.name}: loading the settings section {entry.value} of the "
+                    f"package {package} failed: {type(exc).__name__}: {exc}"
+                ) from exc
             if not (isinstance(model, type) and issubclass(model, Section)):
                 raise ImproperlyConfigured(
-                    f"{entry.name}: the entry point {entry.value} of the package "
-                    f"{entry.dist.name if entry.dist else '?'} is not an aiosite.Section"
+                    f"{entry.name}: the settings section {entry.value} of the package "
+                    f"{package} is not an aiosite.Section"
                 )
-            owner = f"the package {entry.dist.name if entry.dist else entry.value}"
-            found.append((owner, entry.name, model))
+            found.append((f"the package {package}", entry.name, model))
     return found
 
 
@@ -108,6 +121,7 @@ def create_site(settings: Settings) -> web.Application:
     # (the sessions' would otherwise make up a key and warn about it).
     refuse_public_site_without_secret_key(settings)
     registry = load_apps(settings)
+    settings = _with_sections(settings, registry)
     app = web.Application(
         middlewares=registry.project.middlewares, client_max_size=settings.server.client_max_size
     )
@@ -124,6 +138,17 @@ def create_site(settings: Settings) -> web.Application:
     # added its routes and middlewares too.
     app[core.CORE].install(app)
     return app
+
+
+def _with_sections(settings: Settings, registry: AppRegistry) -> Settings:
+    """``settings`` with every section the site's batteries and apps declare: as they
+    are when aiosite.load_settings made them; made by hand (``Settings(apps=[...])``),
+    the missing sections get their defaults."""
+    declared = [model for battery in BATTERIES for model in battery.sections.values()]
+    declared += [app.config.settings for app in registry if app.config.settings is not None]
+    if all(model in type(settings).section_names for model in declared):
+        return settings
+    return revalidate(settings_class(site_sections(settings)), dict(settings))
 
 
 def load_site(project_dir: Path | str, env: str | None = None) -> web.Application:

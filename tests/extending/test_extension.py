@@ -84,9 +84,10 @@ async def test_maintenance_mode_through_http_and_the_cli(
         assert "Back at noon." in await resp.text()
         api = await client.get("/hello.json", headers={"Accept": "application/json"})
         assert (await api.json())["error"]["message"] == "Back at noon."
-        # The hook runs after the host check, as ordered by name.
+        # The hook runs after the host check and before the CSRF check, as its names say.
         forged = await client.get("/", headers={"Host": "evil.example"})
         assert forged.status == 400
+        assert (await client.post("/")).status == 503  # no CSRF token: not a 403
         # Allowed paths are served, with the template helpers.
         assert (await client.get("/static/home/site.css")).status == 200
         page = await client.get("/maintenance/")

@@ -24,6 +24,7 @@ import sys
 import sysconfig
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from aiosite.hooks import add_request_finalizer, hooks_of
+from aiosite.hooks import hooks_of
 from aiosite.settings import Settings
 
 logger = logging.getLogger("aiosite.debug")
@@ -117,7 +118,10 @@ class BlockDetector:
         self._lock = threading.Lock()
         self._events: deque[BlockEvent] = deque(maxlen=MAX_EVENTS)
         self.total = 0  # events ever recorded, also those the deque has dropped
-        self._routes: dict[asyncio.Task[Any], str] = {}
+        # Read by the watchdog thread; one task serves a connection's requests in turn.
+        self._routes: weakref.WeakKeyDictionary[asyncio.Task[Any], str] = (
+            weakref.WeakKeyDictionary()
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._last_beat = 0.0
@@ -185,17 +189,18 @@ class BlockDetector:
                 self._record(stuck, sighting)
 
     def note_route(self, request: web.Request) -> None:
-        """Request hook: which route the request's task is handling, for the watchdog to
-        read until the handler is done."""
+        """Request hook: which route the request's task is handling, for the watchdog."""
         task = asyncio.current_task()
-        if task is None:  # pragma: no cover - aiohttp always runs handlers in a task
-            return
-        self._routes[task] = request.match_info.route.name or request.path
+        if task is not None:
+            self._routes[task] = request.match_info.route.name or request.path
 
-        async def forget(exc: BaseException | None) -> None:
+    def forget_route(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Response hook: the request is answered. (A response the handler sent itself
+        skips it; the task's next request replaces the entry, or the entry goes with
+        the task.)"""
+        task = asyncio.current_task()
+        if task is not None:
             self._routes.pop(task, None)
-
-        add_request_finalizer(request, forget)
 
     # -- the heartbeat (on the loop's thread) -------------------------------------------
 
@@ -365,8 +370,11 @@ def setup(app: web.Application, settings: Settings) -> None:
         settings.debug.block_threshold_ms, project_dir=settings.project_dir.resolve()
     )
     app[BLOCK_DETECTOR] = detector
-    # First, so that a block in any other hook is also put down to the route.
-    hooks_of(app).add_request_hook(detector.note_route, name="aiosite.block_detector", before="*")
+    # Early (after the host check only) and late, so that a block in the other hooks is
+    # also put down to the route.
+    hooks = hooks_of(app)
+    hooks.add_request_hook(detector.note_route, name="aiosite.block_detector", before="*")
+    hooks.add_response_hook(detector.forget_route, name="aiosite.block_detector", after="*")
 
     async def detector_ctx(app: web.Application) -> AsyncIterator[None]:
         detector.start()

@@ -13,6 +13,7 @@ from aiosite.settings.loading import current_env as current_env
 from aiosite.settings.loading import find_project_dir as find_project_dir
 from aiosite.settings.loading import hide_password as hide_password
 from aiosite.settings.loading import read_settings as read_settings
+from aiosite.settings.loading import revalidate as revalidate
 from aiosite.settings.loading import yaml_error as yaml_error
 from aiosite.settings.schema import DEFAULT_ENV as DEFAULT_ENV
 from aiosite.settings.schema import ENV_PREFIX as ENV_PREFIX
@@ -51,6 +52,7 @@ __all__ = [
     "find_project_dir",
     "hide_password",
     "read_settings",
+    "revalidate",
     "settings_class",
     "yaml_error",
 ]

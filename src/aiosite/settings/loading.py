@@ -82,6 +82,16 @@ def read_settings(
     return _validate(settings_cls, merged, origins).model_copy(update=facts)
 
 
+def revalidate(settings_cls: type[SettingsT], values: Mapping[str, Any]) -> SettingsT:
+    """``values`` (the fields of other settings) as ``settings_cls``, without reading the
+    environment again; ImproperlyConfigured with one line per error."""
+    data = {name: {} for name in settings_cls.section_names.values()} | dict(values)
+    try:
+        return settings_cls.model_validate(data)
+    except ValidationError as exc:
+        raise ImproperlyConfigured(_explain(exc, {})) from None
+
+
 def _read_layers(project_dir: Path, env: str) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
     merged: dict[str, Any] = {}
     origins: dict[tuple[str, ...], str] = {}

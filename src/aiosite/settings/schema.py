@@ -92,10 +92,20 @@ class Settings(BaseSettings):
         value: S = getattr(self, name)
         return value
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A composed class is made at run time, under the base class's name: pickle
+        # (a worker process, a cache) rebuilds it from its sections instead.
+        sections = tuple((name, model) for model, name in type(self).section_names.items())
+        return (_restore, (sections, dict(self)))
+
     @property
     def is_local(self) -> bool:
         """Development or test: not a site the public reaches."""
         return self.env in LOCAL_ENVS
+
+
+def _restore(sections: tuple[tuple[str, type[Section]], ...], values: dict[str, Any]) -> Settings:
+    return _compose(sections).model_construct(**values)
 
 
 def settings_class(sections: Mapping[str, type[Section]]) -> type[Settings]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import hdrs, web
@@ -73,31 +73,38 @@ class Core:
         self.request_hooks: tuple[RequestHook, ...] = ()
         self.response_hooks: tuple[ResponseHook, ...] = ()
         self.wrappers: tuple[HandlerWrapper, ...] = ()
-        self._wrapped: set[Handler] = set()
+        # Every endpoint the core made, with how to put the handler wrappers in it.
+        self._wrapped: dict[Handler, Callable[[tuple[HandlerWrapper, ...]], None]] = {}
         self._fallback = _Fallback(self, self.wrap(_no_route))
 
     def wrap(self, handler: Handler | type[web.View]) -> Handler:
         """``handler`` with the core logic around it (for a route aiosite adds)."""
         # A class-based view is awaited like a handler's coroutine; typed as one here.
         inner = cast(Handler, handler)
+        # What the endpoint calls: the handler, or the chain of handler wrappers around
+        # it, built once when the site starts (a closure cell: nothing to look up).
+        run = inner
 
         async def endpoint(request: web.Request) -> web.StreamResponse:
-            run = self._with_wrappers(inner) if self.wrappers else inner
             if self.outer:
                 # The core's middleware set it: every request passes through it first.
                 request[HANDLED_REQUEST][0] = request
                 return await run(request)
             return await self.serve(request, run)
 
-        endpoint.__wrapped__ = handler  # type: ignore[attr-defined]
-        self._wrapped.add(endpoint)
-        return endpoint
+        def chain(wrappers: tuple[HandlerWrapper, ...]) -> None:
+            nonlocal run
+            run = inner
+            # First-ordered outermost, as aiohttp chains middlewares.
+            for wrapper in reversed(wrappers):
+                run = functools.update_wrapper(functools.partial(wrapper, handler=run), inner)
 
-    def _with_wrappers(self, handler: Handler) -> Handler:
-        # The handler wrappers, first-ordered outermost, as aiohttp chains middlewares.
-        for wrapper in reversed(self.wrappers):
-            handler = functools.update_wrapper(functools.partial(wrapper, handler=handler), handler)
-        return handler
+        # Code that looks at a route's handler (markers, names, docs) still finds them.
+        functools.update_wrapper(
+            endpoint, handler, updated=() if isinstance(handler, type) else ("__dict__",)
+        )
+        self._wrapped[endpoint] = chain
+        return endpoint
 
     async def serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         request_id = request_id_for(request, self.new_id)
@@ -159,7 +166,7 @@ class Core:
                 if inspect.isawaitable(answer):
                     answer = await answer
             except web.HTTPException as refusal:
-                return await error_response(request, refusal.status, refusal)
+                return await http_exception_response(request, refusal)
             except Exception as failure:
                 logger.error(
                     "The exception handler %s failed on %s",
@@ -169,7 +176,7 @@ class Core:
                 )
                 break
             if isinstance(answer, web.HTTPException):
-                return await error_response(request, answer.status, answer)
+                return await http_exception_response(request, answer)
             if answer is not None:
                 return answer
         if isinstance(exc, web.HTTPException):
@@ -270,6 +277,9 @@ class Core:
                     # once it is added; the attribute has been the same throughout
                     # aiohttp 3, and a test serves such routes through the core.
                     route._handler = self.wrap(route.handler)  # type: ignore[assignment]
+        if self.wrappers:
+            for chain in self._wrapped.values():
+                chain(self.wrappers)
         if (app.middlewares or sub_apps) and not app.middlewares.frozen:
             # The fallback steps aside too: unmatched requests get aiohttp's own 404/405
             # (which normalize_path_middleware and the like look for), and the core
@@ -355,6 +365,18 @@ async def finish_request(request: web.Request, exc: BaseException | None) -> Non
             failure = failure or error
     if failure is not None:
         raise failure
+
+
+async def http_exception_response(
+    request: web.Request, exc: web.HTTPException
+) -> web.StreamResponse:
+    """What an exception handler's HTTP exception means: a redirect, or an error with a
+    JSON body of its own, as it is (as from a handler); any other error, the site's page."""
+    if exc.status < 400 or exc.content_type == "application/json":
+        return web.Response(
+            body=exc.body, status=exc.status, reason=exc.reason, headers=exc.headers
+        )
+    return await error_response(request, exc.status, exc)
 
 
 async def server_error_response(request: web.Request, exc: BaseException) -> web.Response:

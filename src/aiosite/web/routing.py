@@ -231,7 +231,8 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
     app[ROUTES] = mount_apps(app, registry)
     template_globals = app.get(TEMPLATE_GLOBALS)
     if template_globals is not None:
-        template_globals["url"] = url_global
+        # An app's own template_globals win (a project may bring its own url()).
+        template_globals.setdefault("url", url_global)
 
 
 battery = Battery("aiosite.routing", _attach)

@@ -88,7 +88,8 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
         app.router.add_get(options.url + "{path:.+}", handler, name=ROUTE_NAME)
     template_globals = app.get(TEMPLATE_GLOBALS)
     if template_globals is not None:
-        template_globals["static"] = _static_global
+        # An app's own template_globals win (a CDN's static(), say).
+        template_globals.setdefault("static", _static_global)
 
 
 battery = Battery("aiosite.static", _attach, {"static": StaticSettings})
