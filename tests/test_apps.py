@@ -323,3 +323,19 @@ def test_loaded_settings_survive_pickling(make_project: ProjectFactory) -> None:
     copied = pickle.loads(pickle.dumps(settings))  # noqa: S301 - its own bytes
     assert copied == settings
     assert copied.section(type(settings.shop)).api_key == "k-123"
+
+
+async def test_apps_of_gives_a_handler_the_sites_apps(make_project: ProjectFactory) -> None:
+    files = dict(BLOG)
+    files["PKG/blog/routes.py"] = """
+        from aiosite import Routes, apps_of, json_response
+
+        routes = Routes()
+
+        @routes.get("/apps", name="apps")
+        async def apps(request):
+            return json_response([loaded.name for loaded in apps_of(request)])
+    """
+    root = make_project(files, apps=["home", "blog"])
+    async with site_client(root) as client:
+        assert await (await client.get("/blog/apps")).json() == ["home", "blog"]

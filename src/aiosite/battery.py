@@ -31,16 +31,12 @@ class Battery:
     sections: Mapping[str, type[Section]] = field(default_factory=dict)
 
     def setup(self, app: web.Application, settings: Settings, registry: AppRegistry) -> None:
-        refuse_frozen(app, self.name)
+        """Attach the battery; RuntimeError once ``app`` has started, since aiohttp froze
+        it and what the battery adds (keys, routes, hooks) could no longer take effect."""
+        if app.frozen:
+            raise RuntimeError(
+                f"{self.name}: the application has already started, so nothing can be "
+                "attached to it; set it up while the site is assembled (create_site, or an "
+                "app's setup(app, settings, registry))"
+            )
         self.attach(app, settings, registry)
-
-
-def refuse_frozen(app: web.Application, what: str) -> None:
-    """RuntimeError when ``app`` has started: aiohttp froze it, and what ``what`` would
-    add (keys, routes, hooks) could no longer take effect."""
-    if app.frozen:
-        raise RuntimeError(
-            f"{what}: the application has already started, so nothing can be attached to it; "
-            "set it up while the site is assembled (create_site, or an app's "
-            "setup(app, settings, registry))"
-        )

@@ -52,16 +52,13 @@ def site_sections(settings: Settings, named: Collection[str] = ()) -> dict[str, 
     ``aiosite.settings``), so that an app is configured before it is listed."""
     owners: dict[str, str] = {}
     sections: dict[str, type[Section]] = {}
-    declared = [(b.name, name, model) for b in BATTERIES for name, model in b.sections.items()]
     try:
-        registry = load_apps(settings)
+        registry: AppRegistry | None = load_apps(settings)
     except ImproperlyConfigured:
         # An app that does not import: building the site (or `aiosite check`) says why;
         # the sections it may own are kept unchecked until then.
         registry = None
-    for loaded in registry or ():
-        if loaded.config.settings is not None:
-            declared.append((f"the app {loaded.package}", loaded.name, loaded.config.settings))
+    declared = _declared_sections(registry)
     claimed = {name for _, name, _ in declared} | set(Settings.model_fields)
     unclaimed = [name for name in named if name not in claimed]
     declared.extend(installed_sections(unclaimed))
@@ -78,6 +75,15 @@ def site_sections(settings: Settings, named: Collection[str] = ()) -> dict[str, 
         owners[name] = owner
         sections[name] = model
     return sections
+
+
+def _declared_sections(registry: AppRegistry | None) -> list[tuple[str, str, type[Section]]]:
+    """(owner, name, model) of the batteries' sections and the listed apps'."""
+    declared = [(b.name, name, model) for b in BATTERIES for name, model in b.sections.items()]
+    for loaded in registry or ():
+        if loaded.config.settings is not None:
+            declared.append((f"the app {loaded.package}", loaded.name, loaded.config.settings))
+    return declared
 
 
 def installed_sections(names: Collection[str]) -> list[tuple[str, str, type[Section]]]:
@@ -144,9 +150,8 @@ def _with_sections(settings: Settings, registry: AppRegistry) -> Settings:
     """``settings`` with every section the site's batteries and apps declare: as they
     are when aiosite.load_settings made them; made by hand (``Settings(apps=[...])``),
     the missing sections get their defaults."""
-    declared = [model for battery in BATTERIES for model in battery.sections.values()]
-    declared += [app.config.settings for app in registry if app.config.settings is not None]
-    if all(model in type(settings).section_names for model in declared):
+    known = type(settings).section_names
+    if all(model in known for _, _, model in _declared_sections(registry)):
         return settings
     return revalidate(settings_class(site_sections(settings)), dict(settings))
 

@@ -7,8 +7,9 @@ When the loop runs again the heartbeat measures how long it was stuck and record
 ``BlockEvent`` for the whole block. Time spent in Python's garbage collector is left
 out: a collection stalls every thread, but it is no line of the project's to blame.
 With ``debug.detect_blocking`` off, ``setup`` adds nothing: no hook, no thread, no
-callback. With it on, a request hook of the core (``aiosite.block_detector``) notes the
-route each request task handles: no middleware, so the core runs as in production.
+callback. With it on, a request hook and a response hook of the core (both named
+``aiosite.block_detector``) note the route each request task handles and forget it: no
+middleware, so the core runs as in production.
 """
 
 from __future__ import annotations

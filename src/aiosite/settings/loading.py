@@ -74,9 +74,6 @@ def read_settings(
         core = _validate(Settings, site_wide, origins).model_copy(update=facts)
         named = {key for key in merged if key not in Settings.model_fields} | _env_sections()
         settings_cls = settings_class(sections(core, named))
-    for name in settings_cls.section_names.values():
-        # Validated even when no file names it: a key it requires is then reported.
-        merged.setdefault(name, {})
     _refuse_unknown_env_sections(settings_cls)
     # The chosen env and the project directory are facts, not overridable settings.
     return _validate(settings_cls, merged, origins).model_copy(update=facts)
@@ -85,9 +82,8 @@ def read_settings(
 def revalidate(settings_cls: type[SettingsT], values: Mapping[str, Any]) -> SettingsT:
     """``values`` (the fields of other settings) as ``settings_cls``, without reading the
     environment again; ImproperlyConfigured with one line per error."""
-    data = {name: {} for name in settings_cls.section_names.values()} | dict(values)
     try:
-        return settings_cls.model_validate(data)
+        return settings_cls.model_validate(dict(values))
     except ValidationError as exc:
         raise ImproperlyConfigured(_explain(exc, {})) from None
 

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
             data = {**data, "debug": {"enabled": value}}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _every_section(cls, data: Any) -> Any:
+        # A section no file names is validated as written empty, so that a key it
+        # requires is reported by its dotted name (not from inside a default factory).
+        if isinstance(data, dict) and cls.section_names:
+            data = {**{name: {} for name in cls.section_names.values()}, **data}
+        return data
+
     @classmethod
     def settings_customise_sources(
         cls,
