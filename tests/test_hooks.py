@@ -195,8 +195,8 @@ def write_setup(make_project: ProjectFactory, body: str) -> Path:
         (
             "hooks.add_request_hook(lambda r: None, name='x.check', after=['x.missing'])",
             "request hook 'x.check' is to run after 'x.missing', but no request hook has that "
-            "name (the site has: 'aiosite.sessions', 'aiosite.allowed_hosts', 'aiosite.csrf', "
-            "'x.check')",
+            "name (the site has: 'aiosite.sessions', 'aiosite.allowed_hosts', 'aiosite.body_size', "
+            "'aiosite.csrf', 'x.check')",
         ),
         (
             "hooks.add_response_hook(lambda r, s: None, name='x.a', after='x.b')\n"
@@ -396,3 +396,67 @@ async def test_a_failing_exception_handler_gives_a_logged_500(
 def test_an_exception_handler_is_for_an_exception_class() -> None:
     with pytest.raises(ImproperlyConfigured, match="takes an exception class"):
         Hooks().add_exception_handler(str, lambda request, exc: None)  # type: ignore[type-var]
+
+
+HINT_SITE = """
+    from aiosite import hooks_of
+
+
+    class QuotaExceeded(Exception):
+        pass
+
+
+    def setup(app, settings, registry):
+        hooks_of(app).add_exception_hint(QuotaExceeded, "Hint: raise the quota in quota.yaml")
+"""
+
+HINT_ROUTES = """
+    from aiosite import Routes
+
+    from PKG.site import QuotaExceeded
+
+    routes = Routes()
+
+
+    @routes.get("/direct", name="direct")
+    async def direct(request):
+        raise QuotaExceeded("over")
+
+
+    @routes.get("/wrapped", name="wrapped")
+    async def wrapped(request):
+        try:
+            raise QuotaExceeded("over")
+        except QuotaExceeded as exc:
+            raise RuntimeError("the upload failed") from exc
+
+
+    @routes.get("/other", name="other")
+    async def other(request):
+        raise LookupError("nothing to hint")
+"""
+
+
+async def test_an_exception_hint_is_on_the_log_line_of_its_500(
+    make_project: ProjectFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = {"PKG/site.py": HINT_SITE, "PKG/q/__init__.py": "", "PKG/q/routes.py": HINT_ROUTES}
+    root = make_project(files, apps=["home", "q"])
+    async with site_client(root, "production") as client:
+        for path in ("direct", "wrapped", "other"):
+            assert (await client.get(f"/q/{path}")).status == 500
+        async with site_client(root, "development") as debug_client:
+            page = await (await debug_client.get("/q/wrapped")).text()
+            assert '<p class="hint">Hint: raise the quota in quota.yaml</p>' in page
+    messages = [r.getMessage() for r in caplog.records if r.name == "aiosite.request"]
+    assert messages[:3] == [
+        "Unhandled QuotaExceeded in GET /q/direct\nHint: raise the quota in quota.yaml",
+        # Raised from the hinted exception: still hinted.
+        "Unhandled RuntimeError in GET /q/wrapped\nHint: raise the quota in quota.yaml",
+        "Unhandled LookupError in GET /q/other",
+    ]
+
+
+def test_an_exception_hint_is_for_an_exception_class() -> None:
+    with pytest.raises(ImproperlyConfigured, match="takes an exception class"):
+        Hooks().add_exception_hint(str, "Hint: ...")  # type: ignore[arg-type]

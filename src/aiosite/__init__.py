@@ -11,6 +11,7 @@ from aiosite.apps import load_apps as load_apps
 from aiosite.db.engine import DATABASE as DATABASE
 from aiosite.db.engine import Database as Database
 from aiosite.db.engine import database_of as database_of
+from aiosite.db.errors import database_failed as database_failed
 from aiosite.db.fast_path import Prepared as Prepared
 from aiosite.db.models import Model as Model
 from aiosite.db.models import Timestamped as Timestamped
@@ -29,7 +30,9 @@ from aiosite.exceptions import DatabaseUnavailable as DatabaseUnavailable
 from aiosite.exceptions import ImproperlyConfigured as ImproperlyConfigured
 from aiosite.exceptions import MissingDependency as MissingDependency
 from aiosite.exceptions import NoReverseMatch as NoReverseMatch
+from aiosite.exceptions import SessionStoreUnavailable as SessionStoreUnavailable
 from aiosite.forms import read_form as read_form
+from aiosite.handlers import request_of as request_of
 from aiosite.hooks import ExceptionHandler as ExceptionHandler
 from aiosite.hooks import HandlerWrapper as HandlerWrapper
 from aiosite.hooks import Hooks as Hooks
@@ -41,15 +44,23 @@ from aiosite.hooks import hooks_of as hooks_of
 from aiosite.keys import REQUEST_ID as REQUEST_ID
 from aiosite.keys import SETTINGS as SETTINGS
 from aiosite.keys import settings_of as settings_of
+from aiosite.ratelimit import RateLimitKey as RateLimitKey
+from aiosite.ratelimit import RateLimitResult as RateLimitResult
+from aiosite.ratelimit import by_address as by_address
+from aiosite.ratelimit import check_rate_limit as check_rate_limit
+from aiosite.ratelimit import hit_rate_limit as hit_rate_limit
+from aiosite.ratelimit import rate_limit as rate_limit
 from aiosite.security import client_address as client_address
 from aiosite.security import csrf_exempt as csrf_exempt
 from aiosite.security import get_csrf_token as get_csrf_token
 from aiosite.security import is_secure as is_secure
+from aiosite.security import max_body_size as max_body_size
 from aiosite.security import rotate_csrf_token as rotate_csrf_token
 from aiosite.sessions import flash as flash
 from aiosite.sessions import get_flashed_messages as get_flashed_messages
 from aiosite.sessions import get_session as get_session
 from aiosite.sessions import rotate_session as rotate_session
+from aiosite.sessions import session_store_failed as session_store_failed
 from aiosite.settings import DeployProblem as DeployProblem
 from aiosite.settings import Section as Section
 from aiosite.settings import Settings as Settings
@@ -88,21 +99,27 @@ __all__ = [
     "NoReverseMatch",
     "Page",
     "Prepared",
+    "RateLimitKey",
+    "RateLimitResult",
     "RequestFinalizer",
     "RequestHook",
     "ResponseHook",
     "Routes",
     "Section",
+    "SessionStoreUnavailable",
     "Settings",
     "Timestamped",
     "UtcDateTime",
     "__version__",
     "add_request_finalizer",
     "apps_of",
+    "by_address",
+    "check_rate_limit",
     "client_address",
     "command_settings",
     "create_site",
     "csrf_exempt",
+    "database_failed",
     "database_of",
     "db_session",
     "fast_path",
@@ -111,20 +128,25 @@ __all__ = [
     "get_flashed_messages",
     "get_or_404",
     "get_session",
+    "hit_rate_limit",
     "hooks_of",
     "is_secure",
     "json_response",
     "load_apps",
     "load_settings",
     "load_site",
+    "max_body_size",
     "models_of",
     "paginate",
+    "rate_limit",
     "read_form",
     "render",
     "render_string",
+    "request_of",
     "rotate_csrf_token",
     "rotate_session",
     "session_scope",
+    "session_store_failed",
     "settings_of",
     "static_url",
     "template",

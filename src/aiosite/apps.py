@@ -7,11 +7,15 @@ for its parts (``routes``, ``models``, ``templates/``, ``static/``).
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import importlib.metadata
 import importlib.util
 import inspect
+import pkgutil
 import re
 import sys
+import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,16 +265,98 @@ def _import(dotted: str, *, what: str) -> ModuleType:
     try:
         return importlib.import_module(dotted)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and dotted.startswith(exc.name):
-            raise ImproperlyConfigured(
-                f"{what}: cannot import {dotted!r}: no such package "
-                "(check the spelling and that the project directory is on sys.path)"
-            ) from None
-        raise ImproperlyConfigured(f"{what}: importing {dotted!r} failed: {exc}") from exc
+        if exc.name is not None and (exc.name == dotted or dotted.startswith(exc.name + ".")):
+            raise ImproperlyConfigured(_no_such_module(dotted, exc.name, what)) from None
+        raise ImproperlyConfigured(_failed_inside(dotted, exc, what)) from None
+    except ImportError as exc:
+        raise ImproperlyConfigured(_failed_inside(dotted, exc, what)) from None
     except Exception as exc:
         raise ImproperlyConfigured(
             f"{what}: importing {dotted!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+# --- why an import failed ------------------------------------------------------------
+
+
+def _no_such_module(dotted: str, missing: str, what: str) -> str:
+    """The listed module (or a package above it) does not exist: say which, and what
+    does exist nearby."""
+    parent, _, last = missing.rpartition(".")
+    if missing == "aiosite.contrib" or parent == "aiosite.contrib":
+        contrib = ", ".join(f"aiosite.contrib.{name}" for name in _submodules("aiosite.contrib"))
+        return (
+            f"{what}: cannot import {dotted!r}: aiosite has no contrib app {last!r} "
+            f"(the contrib apps are: {contrib or 'none'})"
+        )
+    where = f"{missing!r}" if missing == dotted else f"{missing!r} (in {dotted!r})"
+    if parent:
+        candidates = [f"{parent}.{name}" for name in _submodules(parent)]
+    else:
+        projects = _project_packages()
+        candidates = [*projects, *(f"{p}.{name}" for p in projects for name in _submodules(p))]
+        candidates += importlib.metadata.packages_distributions()
+    close = difflib.get_close_matches(missing, candidates, n=1, cutoff=0.75)
+    if not close:  # `blog` for `mysite.blog`, `mysite.blgo` for `mysite.blog`
+        by_last = {c.rpartition(".")[2]: c for c in reversed(candidates)}
+        close = [by_last[m] for m in difflib.get_close_matches(last, by_last, n=1, cutoff=0.75)]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f"{what}: cannot import {dotted!r}: there is no module {where}{hint} "
+        "(list an app by its dotted package name, e.g. mysite.blog)"
+    )
+
+
+def _failed_inside(dotted: str, exc: ImportError, what: str) -> str:
+    """The listed module exists, but its own code imports something that does not."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        missing = f"fails to import: {exc}"
+    elif _installed(exc.name.partition(".")[0]):
+        missing = f"imports {exc.name!r}, which does not exist"
+    else:
+        missing = f"imports {exc.name!r}, which is not installed (or is misspelled)"
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<") and frame.filename != __file__
+    ]
+    where = f" (at {_shown(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    return f"{what}: {dotted!r} was found, but its code {missing}{where}"
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _submodules(package: str) -> list[str]:
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return []
+    if spec is None or spec.submodule_search_locations is None:
+        return []
+    return sorted(name for _, name, _ in pkgutil.iter_modules(spec.submodule_search_locations))
+
+
+def _project_packages() -> list[str]:
+    """Packages in the project directories ``ensure_importable`` put on sys.path."""
+    found = []
+    for entry in sys.path:
+        path = Path(entry or ".")
+        if (path / "config" / "default.yaml").is_file():
+            found += [name for _, name, ispkg in pkgutil.iter_modules([str(path)]) if ispkg]
+    return found
+
+
+def _shown(filename: str) -> str:
+    path = Path(filename)
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return filename
 
 
 def _import_optional(dotted: str) -> ModuleType | None:

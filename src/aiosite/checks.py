@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-import jinja2
 from aiohttp import web
 
 from aiosite.apps import APPS
@@ -21,7 +21,7 @@ from aiosite.security import secret_key_problems
 from aiosite.sessions.config import SessionSettings, cookie_secure
 from aiosite.settings import Section, Settings, hide_password
 from aiosite.site import create_site
-from aiosite.web.templates import TEMPLATES
+from aiosite.web.template_check import template_problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,11 @@ def run_checks(settings: Settings, *, deploy: bool = False) -> list[Problem]:
         # already (a public site's secret key): one line per key.
         named = {_key_of(problem) for problem in found if problem.level == "error"}
         return [*found, *(p for p in built if _key_of(p) not in named)]
-    return [*found, *_check_templates(app), *_check_namespaces(app)]
+    return [
+        *found,
+        *_check_templates(app, settings.project_dir),
+        *_check_namespaces(app),
+    ]
 
 
 def _key_of(problem: Problem) -> str:
@@ -54,18 +58,10 @@ def _key_of(problem: Problem) -> str:
     return head if "." in head and " " not in head else ""
 
 
-def _check_templates(app: web.Application) -> list[Problem]:
-    env = app[TEMPLATES].env
-    problems = []
-    for name in env.list_templates(filter_func=lambda n: not n.startswith(".")):
-        try:
-            env.get_template(name)
-        except jinja2.TemplateSyntaxError as exc:
-            where = f"{name}:{exc.lineno}"
-            problems.append(Problem("error", f"template {where}: {exc.message}"))
-        except UnicodeDecodeError:
-            problems.append(Problem("error", f"template {name}: not UTF-8 text"))
-    return problems
+def _check_templates(app: web.Application, project_dir: Path) -> list[Problem]:
+    # Every template the site can load is compiled; url()/static() calls with literal
+    # arguments must name a route and a static file that exist.
+    return [Problem(level, message) for level, message in template_problems(app, project_dir)]
 
 
 def _check_namespaces(app: web.Application) -> list[Problem]:

@@ -27,6 +27,12 @@ class DatabaseUnavailable(AiositeError):
     """A database connection could not be made (server down, refused, timed out)."""
 
 
+class SessionStoreUnavailable(AiositeError):
+    """The session store (Redis) could not be reached or did not answer in time; the
+    client's error is the ``__cause__``. Raised by aiosite's session storage only, so a
+    site's own Redis client errors are not taken for a sessions outage."""
+
+
 class CommandError(AiositeError):
     """A CLI command cannot do what was asked; printed as one line, exit status 2."""
 

@@ -49,6 +49,10 @@ ExceptionHandler = Callable[
     [web.Request, Any],
     web.StreamResponse | Awaitable[web.StreamResponse | None] | None,
 ]
+# Whether an exception that failed the rendering of an error page means a backing service
+# is down (True) rather than a bug; when it does, it marks the request so that a second
+# rendering leaves that service alone (docs/extending.md).
+OutageMarker = Callable[[web.Request, Any], bool]
 # An aiohttp-style middleware, ``async def wrapper(request, handler)``, that the core runs
 # around the handler (inside the request hooks and the error pages). Unlike a middleware
 # of the application's, it leaves the core in its fast mode (docs/extending.md).
@@ -170,6 +174,8 @@ class Hooks:
         self.handler_wrappers: OrderedHooks[HandlerWrapper] = OrderedHooks("handler wrapper")
         self._exception_handlers: dict[type[BaseException], ExceptionHandler] = {}
         self._for_type: dict[type[BaseException], tuple[ExceptionHandler, ...]] = {}
+        self._hints: dict[type[BaseException], str] = {}
+        self._outages: dict[type[BaseException], OutageMarker] = {}
         self.started = False
 
     def add_request_hook(
@@ -239,6 +245,67 @@ class Hooks:
             self._for_type[exc_type] = found
         return found
 
+    def add_exception_hint(self, exc_type: type[BaseException], hint: str) -> None:
+        """Add ``hint`` to the log line and the debug page of an unhandled ``exc_type`` (and
+        its subclasses, and an exception raised from one): what that exception usually
+        means in a site, and the fix.
+
+        The hint of the exception's most specific registered class is shown; a later
+        registration for the same class replaces the earlier one.
+        """
+        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+            raise ImproperlyConfigured(
+                f"add_exception_hint takes an exception class, not {exc_type!r}"
+            )
+        self._refuse_started(exc_type.__qualname__)
+        self._hints[exc_type] = hint
+
+    def exception_hint(self, exc: BaseException) -> str | None:
+        """The hint registered for the class of ``exc`` (or a base class), else for its
+        direct cause, and so on (a library that wraps an error, ``raise X from error``,
+        still gets the hint of the error); None when there is none."""
+        if not self._hints:
+            return None
+        current: BaseException | None = exc
+        for _ in range(5):  # a cause chain is short; a loop in one must not hang here
+            if current is None:
+                break
+            for cls in type(current).__mro__:
+                hint = self._hints.get(cls)
+                if hint is not None:
+                    return hint
+            current = current.__cause__
+        return None
+
+    def add_outage_type(self, exc_type: type[E], mark: Callable[[web.Request, E], bool]) -> None:
+        """Declare that ``exc_type`` (and its subclasses) may mean a backing service is
+        down: an error page whose rendering fails with it is no template bug.
+
+        ``mark(request, exc)`` is then called, and nothing else (exception handlers are
+        not run for such a failure): it returns False when ``exc`` is no outage after
+        all, and the failure is logged with its traceback; otherwise it marks the
+        request, so that the page's context processors leave that service alone, and
+        returns True, and the page is rendered once more. It may log the outage once per
+        request; it runs on every error page that fails on that service, so it must
+        report nothing else. A later registration for the same class replaces the
+        earlier one; the marker of the exception's most specific registered class runs.
+        """
+        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+            raise ImproperlyConfigured(
+                f"add_outage_type takes an exception class, not {exc_type!r}"
+            )
+        self._refuse_started(exc_type.__qualname__)
+        self._outages[exc_type] = mark
+
+    def mark_outage(self, request: web.Request, exc: BaseException) -> bool:
+        """Whether ``exc`` means a backing service is down, by the marker registered for
+        its class (which marks the request); False for an exception of no outage type."""
+        for cls in type(exc).__mro__:
+            mark = self._outages.get(cls)
+            if mark is not None:
+                return mark(request, exc)
+        return False
+
     def _refuse_started(self, what: str) -> None:
         if self.started:
             raise RuntimeError(
@@ -279,6 +346,7 @@ __all__ = [
     "ExceptionHandler",
     "HandlerWrapper",
     "Hooks",
+    "OutageMarker",
     "RequestFinalizer",
     "RequestHook",
     "ResponseHook",

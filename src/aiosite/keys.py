@@ -28,6 +28,13 @@ STREAMS_BODY = "aiosite_streams_body"
 # which request hooks such as the CSRF check let through to keep its status.
 NO_ROUTE = "aiosite_no_route"
 
+# Writes a cookie onto the response. A battery that keeps something in the visitor's
+# browser beside the session (the CSRF cookie of a visitor whose session holds nothing)
+# appends one to the request's VISITOR_COOKIES once it has loaded the session; the
+# sessions battery's response hook, which runs for every request that loaded its session,
+# calls them with the session's own cookie, so requests that never did pay nothing.
+CookieWriter = Callable[[web.StreamResponse], None]
+
 SETTINGS: web.AppKey[Settings] = web.AppKey("aiosite.settings", Settings)
 CSRF_CHECK: web.AppKey[CsrfCheck] = web.AppKey("aiosite.csrf_check")
 # The globals of the site's Jinja2 environment, for batteries that add template helpers
@@ -36,6 +43,9 @@ TEMPLATE_GLOBALS: web.AppKey[MutableMapping[str, Any]] = web.AppKey("aiosite.tem
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("aiosite.request_id", str)
 CSRF_PENDING: web.RequestKey[bool] = web.RequestKey("aiosite.csrf_pending", bool)
+VISITOR_COOKIES: web.RequestKey[list[CookieWriter]] = web.RequestKey(
+    "aiosite.visitor_cookies", list
+)
 
 
 def state_of(target: web.Request | web.Application) -> Mapping[Any, Any]:

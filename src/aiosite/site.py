@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from aiosite import db, debug, security, sessions, uploads
+from aiosite import db, debug, ratelimit, security, sessions, uploads
 from aiosite.apps import APPS, AppRegistry, load_apps
 from aiosite.battery import Battery
 from aiosite.exceptions import ImproperlyConfigured
@@ -42,6 +42,7 @@ BATTERIES: tuple[Battery, ...] = (
     sessions.battery,
     security.battery,
     uploads.battery,
+    ratelimit.battery,
     debug.battery,
 )
 

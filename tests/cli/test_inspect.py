@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from aiosite.cli import main
-from tests.conftest import ProjectFactory
+from tests.cli_runner import invoke, one_line_error
+from tests.conftest import HOME_ROUTES, ProjectFactory
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -25,8 +27,56 @@ def test_routes_table(make_project: ProjectFactory, capsys: pytest.CaptureFixtur
     assert lines[0] == ["Method", "Path", "Name", "Handler"]
     assert ["GET", "/", "home:index", f"{root.name}.home.routes.index"] in lines
     assert ["GET", "/hello.json", "home:hello", f"{root.name}.home.routes.hello"] in lines
-    assert ["GET", "/static/{path}", "static", "aiosite.web.static.StaticFiles.handle"] in lines
+    assert ["GET", "/static/{path:.+}", "static", "aiosite.web.static.StaticFiles.handle"] in lines
     assert not any(line[0] == "HEAD" for line in lines)
+    # The core's fallback (it answers what no route matches) is not a route of the site.
+    assert not any(line[0] == "*" for line in lines)
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def _between(text: str, start: str, end: str) -> str:
+    return text[text.index(start) : text.index(end, text.index(start))]
+
+
+def test_routes_prints_what_the_routing_docs_show(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The route tables of docs/routing.md, mounted as the blog app; the table the page
+    # shows for them is what the command prints.
+    page = (DOCS / "routing.md").read_text()
+    examples = _between(page, "## Route tables", "## Names and prefixes")
+    blog_routes = "\n".join(re.findall(r"```python\n(.*?)```", examples, re.DOTALL))
+    home_views = """
+        from aiohttp import web
+
+        async def index(request: web.Request) -> web.Response:
+            return web.Response(text="home")
+    """
+    home_routes = """
+        from aiosite import Routes
+        from PKG.home import views
+
+        routes = Routes()
+        routes.get("/", views.index, name="index")
+    """
+    root = make_project(
+        {
+            "PKG/home/views.py": home_views,
+            "PKG/home/routes.py": home_routes,
+            "PKG/blog/__init__.py": "",
+            "PKG/blog/routes.py": blog_routes,
+        },
+        apps=["home", "blog"],
+    )
+    shown = _between(page, "$ aiosite --env test routes\n", "```\n\n")
+    expected = [line.split() for line in shown.splitlines()[1:]]
+    code, out, _ = run_cli(capsys, "--project", str(root), "--env", "test", "routes")
+    assert code == 0
+    printed = [line.split() for line in out.replace(root.name, "mysite").splitlines()]
+    assert printed == expected
+    assert ["GET", "/blog/tags/{tag}/{page:\\d+}", "blog:tag", "mysite.blog.routes.tag"] in printed
 
 
 def test_routes_lists_routes_added_in_setup_and_sub_apps(
@@ -70,9 +120,86 @@ def test_check_lists_problems(
     root = make_project(files)
     code, out, _ = run_cli(capsys, "--project", str(root), "check")
     assert code == 1
-    assert "error: template home/broken.html:2: Expected an expression" in out
+    assert (
+        f"error: template {root.name}/home/templates/home/broken.html:2: Expected an expression"
+        in out
+    )
     assert "warning: app 'home': templates/ holds stray.html outside templates/home/" in out
     assert "1 error(s), 1 warning(s)" in out
+
+
+def test_check_reports_unknown_routes_and_static_files_in_templates(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = """\
+        {% extends "base.html" %}
+        {% block content %}
+        <a href="{{ url('home:index') }}">home</a>
+        <a href="{{ url('home:missing') }}">gone</a>
+        <link href="{{ static('home/site.css') }}"><script src="{{ static('home/app.js') }}">
+        {{ url('home:hello', **params) }} {{ url(name) }} {{ static(path) }}
+        {% endblock %}
+    """
+    base = "{% block content %}{% endblock %}{{ url('nothing') }}\n"
+    root = make_project(
+        {"PKG/home/templates/home/page.html": page, "PKG/templates/base.html": base}
+    )
+    code, out, _ = run_cli(capsys, "--project", str(root), "check")
+    assert code == 1
+    lines = out.strip().splitlines()
+    pkg = root.name
+    assert lines == [
+        f"error: template {pkg}/templates/base.html:1: url('nothing'): no route named "
+        "'nothing'; route names have the form 'app:name'",
+        f"error: template {pkg}/home/templates/home/page.html:4: url('home:missing'): no route "
+        "named 'home:missing'; did you mean 'home:index'?",
+        f"error: template {pkg}/home/templates/home/page.html:5: static('home/app.js'): no such "
+        f"file in the static folders ({pkg}/home/static)",
+        "3 error(s), 0 warning(s)",
+    ]
+
+
+def test_check_reports_a_route_call_missing_a_parameter(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routes = HOME_ROUTES + '\n\n@routes.get("/{slug}", name="detail")\nasync def detail(r): ...\n'
+    page = "{{ url('home:detail', slug='x') }}\n{{ url('home:detail', page=2) }}\n"
+    root = make_project({"PKG/home/routes.py": routes, "PKG/home/templates/home/p.html": page})
+    code, out, _ = run_cli(capsys, "--project", str(root), "check")
+    assert code == 1
+    assert out.strip().splitlines()[0] == (
+        f"error: template {root.name}/home/templates/home/p.html:2: url('home:detail'): "
+        "route 'home:detail' (/{slug}) needs slug; got page"
+    )
+
+
+def test_check_leaves_an_apps_own_url_helper_alone(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    init = 'from aiosite import App\napp = App("home", prefix="", template_globals={"url": str})\n'
+    page = "{{ url('cdn:anything') }}"
+    root = make_project({"PKG/home/__init__.py": init, "PKG/home/templates/home/p.html": page})
+    code, out, _ = run_cli(capsys, "--project", str(root), "check")
+    assert (code, out.strip()) == (0, "no problems found")
+
+
+def test_check_suggests_a_misspelled_settings_key(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_project(env_yaml={"development": "sever:\n  port: 9000\n"})
+    result = invoke(capsys, ["--project", str(root), "check"])
+    one_line_error(
+        result, "config/development.yaml: sever: unknown setting; did you mean 'server'?"
+    )
+    (root / "config" / "development.yaml").write_text("database:\n  ulr: sqlite://\n")
+    result = invoke(capsys, ["--project", str(root), "check"])
+    one_line_error(
+        result, "config/development.yaml: database.ulr: unknown setting; did you mean 'url'?"
+    )
+    (root / "config" / "development.yaml").write_text("colour: red\n")
+    result = invoke(capsys, ["--project", str(root), "check"])
+    line = one_line_error(result, "config/development.yaml: colour: unknown setting")
+    assert "did you mean" not in line
 
 
 def test_check_reports_a_sync_handler(

@@ -16,9 +16,10 @@ import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from aiosite import CommandError, ImproperlyConfigured, load_settings, load_site
+from aiosite.ratelimit import RateLimitSettings
 from aiosite.scaffold import add_app
 from aiosite.sessions import SessionSettings
-from aiosite.settings import INSECURE_KEY_PREFIX, SecuritySettings
+from aiosite.settings import INSECURE_KEY_PREFIX, RedisSettings, SecuritySettings
 from aiosite.uploads import UploadSettings
 from tests.cli_runner import Result, invoke, one_line_error
 
@@ -148,6 +149,8 @@ def test_new_documents_the_security_sections_with_the_defaults(project: Path) ->
     for section, model in (
         ("security", SecuritySettings),
         ("session", SessionSettings),
+        ("redis", RedisSettings),
+        ("ratelimit", RateLimitSettings),
         ("uploads", UploadSettings),
     ):
         assert model(**default[section]) == model(), section
@@ -242,6 +245,50 @@ async def test_generated_project_serves_its_pages(project: Path) -> None:
         assert "Page not found" in body
         assert "<code>/no/such/page</code>" in body
         assert 'href="/static/site.css"' in body  # 404.html extends base.html
+
+
+async def test_generated_pages_survive_removing_the_home_app(
+    project: Path, run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    # base.html, 404.html and 500.html link to the site root, not to a route of the home
+    # app, so the error pages keep working whatever apps the site lists.
+    assert run("startapp", "blog", cwd=project).code == 0
+    default = project / "config" / "default.yaml"
+    default.write_text(default.read_text().replace("  - mysite.home\n", ""))
+    routes = project / "mysite" / "blog" / "routes.py"
+    routes.write_text(
+        routes.read_text()
+        + textwrap.dedent(
+            """
+            from aiohttp import web
+
+
+            async def broken(request: web.Request) -> web.Response:
+                raise RuntimeError("boom")
+
+
+            routes.get("/broken", broken, name="broken")
+            """
+        )
+    )
+    assert load_settings(project, "test").apps == ["mysite.blog"]
+    async with TestClient(TestServer(load_site(project, "test"))) as client:
+        page = await client.get("/blog/")
+        assert page.status == 200
+        assert '<a class="brand" href="/">Mysite</a>' in await page.text()
+        missing = await client.get("/no/such/page")
+        assert missing.status == 404
+        body = await missing.text()
+        assert "Page not found" in body
+        assert '<a class="button" href="/">Go to the home page</a>' in body
+        failed = await client.get("/blog/broken")
+        assert failed.status == 500
+        body = await failed.text()
+        assert "Something went wrong" in body
+        assert '<a class="button" href="/">Go to the home page</a>' in body
+    assert "NoReverseMatch" not in caplog.text
+    result = run("--env", "test", "check", cwd=project)
+    assert (result.code, result.out.strip()) == (0, "no problems found")
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from tests.conftest import (
     site_client,
     site_with_tables,
 )
+from tests.db.proxy import TcpProxy
 
 Client = TestClient[web.Request, web.Application]
 
@@ -616,59 +617,11 @@ async def test_a_duplicate_primary_key_is_a_409_not_a_500(project: Path) -> None
 # --- PostgreSQL: the fast path's own pool ----------------------------------------------
 
 
-class Proxy:
-    """A TCP proxy to PostgreSQL that counts its connections and can be taken down."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        await self._server.wait_closed()
-
-    def url(self, database: TestDatabase) -> str:
-        return database.url.replace("127.0.0.1:5432", f"127.0.0.1:{self.port}")
-
-    async def settle(self, expected: int) -> int:
-        """The number of open connections, once it is ``expected`` or after a second."""
-        for _ in range(100):
-            if self.connections == expected:
-                break
-            await asyncio.sleep(0.01)
-        return self.connections
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 5432)
-        self._writers |= {writer, up_writer}
-        self.connections += 1
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        try:
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        finally:
-            self.connections -= 1
-            self._writers -= {writer, up_writer}
-
-
 @contextlib.asynccontextmanager
-async def proxied(database: TestDatabase, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Proxy]:
-    proxy = Proxy()
+async def proxied(
+    database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[TcpProxy]:
+    proxy = TcpProxy()
     await proxy.start()
     monkeypatch.setenv("AIOSITE_DATABASE__URL", proxy.url(database))
     try:

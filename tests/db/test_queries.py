@@ -187,6 +187,7 @@ async def test_paginate_pages_through_a_query(project: Path) -> None:
         assert (last["has_next"], last["previous"], last["range"]) == (False, 2, [7, 7])
         columns = await (await client.get("/items/list?columns&page=2")).json()
         assert columns["items"] == ["item-4", "item-5", "item-6"]
+        assert await (await client.get("/items/list", params={"page": "last"})).json() == last
 
 
 @pytest.mark.parametrize(

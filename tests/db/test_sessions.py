@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from aiosite.apps import APPS
 from aiosite.db.models import site_metadata
 from aiosite.testing import csrf_headers
 from tests.conftest import ProjectFactory, TestDatabase, site_with_tables
+from tests.db.proxy import TcpProxy
 
 MODELS = """
     from sqlalchemy import String
@@ -288,41 +288,6 @@ async def test_a_sqlite_file_that_cannot_be_made_stops_the_start(
     assert str(info.value).startswith(
         "database.url: cannot connect to sqlite+aiosqlite:////proc/no-such-dir/db.sqlite3:"
     )
-
-
-class TcpProxy:
-    """A TCP proxy to PostgreSQL that a test can take down and bring back."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.transport.abort()
-        await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError, OSError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.transport.abort()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers -= {writer, up_writer}
 
 
 @pytest.mark.db_backends("postgresql")

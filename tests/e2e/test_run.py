@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -247,6 +248,94 @@ def test_reload_restarts_on_code_and_template_changes(
         pass  # the reload worker has gone too
 
 
+PID_ROUTES = """
+import asyncio
+import os
+
+from aiohttp import web
+
+from aiosite import Routes
+
+routes = Routes()
+
+
+@routes.get("/hello.json", name="hello")
+async def hello(request: web.Request) -> web.Response:
+    return web.Response(text="hello")
+
+
+@routes.get("/pid", name="pid")
+async def pid(request: web.Request) -> web.Response:
+    await asyncio.sleep(float(request.query.get("sleep", "0")))
+    return web.Response(text=str(os.getpid()))
+"""
+
+
+def test_reload_ignores_static_files_and_media_but_not_code_or_config(
+    make_project: Callable[..., Path], start: Callable[..., Server]
+) -> None:
+    project = make_project(
+        {"PKG/home/routes.py": PID_ROUTES, "PKG/static/site.css": "body { margin: 0; }\n"}
+    )
+    package = project / project.name
+    new_files = {
+        package / "static" / "about.html": "<p>about</p>",
+        package / "static" / "robots.txt": "User-agent: *\n",
+        package / "static" / "js" / "app.js": "console.log(1)\n",
+        package / "static" / "templates" / "page.html": "<p>not a template</p>",
+        package / "home" / "static" / "home" / "extra.css": "p { color: red; }\n",
+        package / "home" / "static" / "home" / "helper.py": "# an asset, not code\n",
+        project / "var" / "media" / "upload.html": "<p>uploaded</p>",
+        project / "var" / "media" / "uploaded.py": "# an upload, not code of the site\n",
+        project / "notes.txt": "a note beside the project\n",
+        project / "config" / "notes.txt": "not a settings file\n",
+    }
+    # The folders exist before the watcher starts: one made at the same moment as its
+    # files may be watched only after they were written.
+    for path in new_files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    server = start(project, "--reload")
+    server.wait_ready()
+    first_pid = server.get("/pid").text
+
+    # A request in flight while the files arrive is answered by the same process.
+    in_flight: list[Response] = []
+    slow = threading.Thread(target=lambda: in_flight.append(server.get("/pid?sleep=3")))
+    slow.start()
+    time.sleep(0.3)
+    for path, text in new_files.items():
+        path.write_text(text)
+    slow.join(timeout=DEADLINE)
+    assert [(r.status, r.text) for r in in_flight] == [(200, first_pid)]
+    # watchfiles reports changes after about 1.6 s of quiet; give it twice that.
+    time.sleep(4)
+    assert server.get("/pid").text == first_pid
+    assert "restarting" not in server.stderr()
+    # New static files are served as they are on disk, without a restart.
+    page = server.get("/static/about.html")
+    assert (page.status, page.text) == (200, "<p>about</p>")
+    assert server.get("/static/home/extra.css").text == "p { color: red; }\n"
+
+    def restarted(after: str) -> Callable[[], bool]:
+        def check() -> bool:
+            try:
+                return server.get("/pid").text != after
+            except OSError:  # restarting
+                return False
+
+        return check
+
+    (package / "home" / "views.py").write_text("VALUE = 1\n")
+    wait_for(restarted(first_pid), "a restart after a .py change", server)
+    assert "1 change(s) (views.py), restarting" in server.stderr()
+    second_pid = server.get("/pid").text
+    development = project / "config" / "development.yaml"
+    development.write_text(development.read_text() + "site:\n  name: YAML Site\n")
+    wait_for(restarted(second_pid), "a restart after a settings change", server)
+    assert server.signal_group(signal.SIGINT) == 0
+    assert_no_traceback(server)
+
+
 @pytest.mark.parametrize("mode", ["--no-reload", "--reload"])
 def test_taken_port_is_one_line_and_exit_2(make_project: Callable[..., Path], mode: str) -> None:
     project = make_project()
@@ -383,3 +472,23 @@ def test_json_logs_carry_request_id_status_and_duration(
     assert '"GET /?token=********" 200' in str(record["message"])
     assert "s3cret" not in server.stderr()
     assert server.signal_group(signal.SIGINT) == 0
+
+
+def test_run_cuts_off_slow_clients_and_shows_no_version(
+    make_project: Callable[..., Path], start: Callable[..., Server]
+) -> None:
+    """``aiosite run`` serves with the connection limits of the settings."""
+    server = start(make_project(), "--no-reload", env={"AIOSITE_SERVER__HEAD_TIMEOUT": "1"})
+    server.wait_ready()
+    assert server.get("/hello.json").headers["Server"] == "aiosite"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+        slow.sendall(b"GET / HTTP/1.1\r\n")
+        started = time.monotonic()
+        slow.sendall(b"Host: localhost\r\n")
+        answer = b""
+        while chunk := slow.recv(4096):
+            answer += chunk
+        elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert elapsed < 5
+    assert_no_traceback(server)

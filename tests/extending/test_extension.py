@@ -124,7 +124,9 @@ def test_the_section_is_typed_and_checked(make_project: ProjectFactory) -> None:
     typo = project_with_extension(make_project, "maintenance:\n  mesage: Back soon.\n")
     with pytest.raises(ImproperlyConfigured) as info:
         load_settings(typo, "test")
-    assert str(info.value) == "config/default.yaml: maintenance.mesage: unknown setting"
+    assert str(info.value) == (
+        "config/default.yaml: maintenance.mesage: unknown setting; did you mean 'message'?"
+    )
 
 
 def test_the_section_is_overridden_from_the_environment(

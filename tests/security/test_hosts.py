@@ -48,28 +48,73 @@ async def test_allowed_hosts_are_served_with_or_without_a_port(project: Path) ->
             assert await resp.text() == "Hello, World!"
 
 
-async def test_other_hosts_get_400_naming_the_setting(project: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def debug_project(make_project: ProjectFactory) -> Path:
+    files = {**FILES, "PKG/templates/error.html": ERROR_PAGE}
+    return make_project(files, env_yaml={"test": "debug: true\n" + HOSTS_YAML})
+
+
+async def test_other_hosts_get_400_saying_only_that_the_host_is_not_served(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async with site_client(project) as client:
         for host in ("evil.com", "www.example.com", "notshop.test", "shop.test.evil.com", "[::2]"):
             resp = await client.get("/plain", headers={"Host": host})
             assert resp.status == 400, host
             body = await resp.text()
             assert "<h1>400</h1>" in body
-            assert "security.allowed_hosts" in body
+            assert "this site does not serve the requested host" in body
+            # Neither what the client sent nor how the site is configured.
+            assert host not in body
+            assert "allowed_hosts" not in body
             assert resp.content_type == "text/html"
         # The refusal is an ordinary error page: a JSON client gets JSON.
         resp = await client.get("/", headers={"Host": "evil.com", "Accept": "application/json"})
         assert resp.status == 400
-        assert "security.allowed_hosts" in (await resp.json())["error"]["message"]
-    assert any("evil.com" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+        message = (await resp.json())["error"]["message"]
+        assert message == "Bad Request: this site does not serve the requested host."
+    # The log keeps the detail, once per host.
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    evil = [w for w in warnings if "'evil.com'" in w]
+    assert len(evil) == 1
+    assert "security.allowed_hosts" in evil[0]
 
 
-async def test_the_host_is_escaped_on_the_error_page(project: Path) -> None:
+async def test_in_debug_mode_the_400_names_the_host_and_the_setting(debug_project: Path) -> None:
+    async with site_client(debug_project) as client:
+        resp = await client.get("/plain", headers={"Host": "evil.com"})
+        assert resp.status == 400
+        body = await resp.text()
+        assert "evil.com" in body
+        assert "security.allowed_hosts" in body
+        resp = await client.get("/plain", headers={"Host": "bad host!"})
+        assert resp.status == 400
+        assert "is not a valid host name" in await resp.text()
+
+
+async def test_an_invalid_host_header_is_not_repeated_in_production(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     async with site_client(project) as client:
         resp = await client.get("/", headers={"Host": "<script>x</script>"})
         assert resp.status == 400
         body = await resp.text()
+        assert "script" not in body
+        assert "this site does not serve the requested host" in body
+    assert any(
+        "invalid Host header '<script>x</script>'" in r.getMessage()
+        for r in caplog.records
+        if r.levelname == "WARNING"
+    )
+
+
+async def test_the_host_is_escaped_on_the_debug_error_page(debug_project: Path) -> None:
+    async with site_client(debug_project) as client:
+        resp = await client.get("/", headers={"Host": "<script>x</script>"})
+        assert resp.status == 400
+        body = await resp.text()
         assert "<script>x" not in body
+        assert "&lt;script&gt;x" in body
         assert "not a valid host name" in body
 
 

@@ -48,6 +48,13 @@ BOOM_ROUTES = """
         raise RuntimeError(f"login of {user} failed")
 
 
+    @routes.get("/remember", name="remember")
+    async def remember(request: web.Request) -> web.Response:
+        # A session that holds data keeps the visitor's CSRF secret too.
+        (await get_session(request))["theme"] = "dark"
+        return web.Response(text="remembered")
+
+
     @routes.get("/peek", name="peek")
     async def peek(request: web.Request) -> web.Response:
         # The session's CSRF secret, which only the server ever sees.
@@ -67,6 +74,7 @@ def project(make_project: ProjectFactory) -> Path:
 
 async def _secrets_of(client: Client) -> list[str]:
     """The session cookie, a CSRF token and the session's CSRF secret."""
+    await client.get("/auth/remember")
     token = await form_token(client)
     cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["aiosite_session"]
     secret = await (await client.get("/auth/peek")).text()

@@ -18,74 +18,11 @@ from aiosite import SETTINGS
 from aiosite.exceptions import ImproperlyConfigured
 from aiosite.sessions.storage import derive_key
 from tests.conftest import REDIS_ADDRESS, require_service, site_client
-
-ROUTES = """\
-import aiohttp_session
-from aiohttp import web
-
-from aiosite import Routes, render
-from aiosite.sessions import flash, get_session, rotate_session
-
-routes = Routes()
-
-
-@routes.get("/count", name="count")
-async def count(request: web.Request) -> web.Response:
-    session = await get_session(request)
-    session["n"] = session.get("n", 0) + 1
-    return web.Response(text=str(session["n"]))
-
-
-@routes.get("/peek", name="peek")
-async def peek(request: web.Request) -> web.Response:
-    # aiohttp-session's own API sees the same session.
-    session = await aiohttp_session.get_session(request)
-    return web.Response(text=str(session.get("n", 0)))
-
-
-@routes.get("/plain", name="plain")
-async def plain(request: web.Request) -> web.Response:
-    return web.Response(text="no session here")
-
-
-@routes.get("/rotate", name="rotate")
-async def rotate(request: web.Request) -> web.Response:
-    session = await rotate_session(request)
-    return web.Response(text=str(session.get("n", 0)))
-
-
-@routes.get("/forget", name="forget")
-async def forget(request: web.Request) -> web.Response:
-    (await get_session(request)).invalidate()
-    return web.Response(text="forgotten")
-
-
-@routes.get("/flash", name="flash")
-async def add_flash(request: web.Request) -> web.Response:
-    await flash(request, "Saved <b>it</b>.", "success")
-    raise web.HTTPSeeOther("/show")
-
-
-@routes.get("/show", name="show")
-async def show(request: web.Request) -> web.Response:
-    return await render(request, "home/flashes.html")
-"""
-
-FLASHES = """\
-<ul>{% for category, message in flashed_messages() %}
-<li class="{{ category }}">{{ message }}</li>
-{% endfor %}</ul>
-"""
+from tests.sessions.support import session_project
 
 
 def _project(make_project: Callable[..., Path], session_yaml: str = "", env_yaml: str = "") -> Path:
-    files = {
-        "PKG/home/routes.py": ROUTES,
-        "PKG/home/templates/home/flashes.html": FLASHES,
-    }
-    key = "k" * 8 + uuid.uuid4().hex
-    test_yaml = f"security:\n  secret_key: {key}\n{session_yaml}{env_yaml}"
-    return make_project(files, env_yaml={"test": test_yaml})
+    return session_project(make_project, session_yaml + env_yaml)
 
 
 def _session_cookie(response: object) -> str | None:

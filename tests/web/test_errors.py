@@ -154,6 +154,43 @@ async def test_broken_error_template_falls_back_to_text(make_project: ProjectFac
         assert await resp.text() == "404: Not Found"
 
 
+# A site that reports every exception it is asked to answer (as Sentry or an email
+# report would), and answers with a 500 of its own.
+REPORTING_SITE = """
+    import logging
+
+    from aiohttp import web
+    from aiosite import hooks_of
+
+
+    def report(request, exc):
+        logging.getLogger("mysite.reports").error("reported %s", type(exc).__name__)
+        return web.Response(text="reported", status=500)
+
+
+    def setup(app, settings, registry):
+        hooks_of(app).add_exception_handler(Exception, report)
+"""
+
+
+async def test_a_bug_in_an_error_template_is_logged_with_its_traceback(
+    make_project: ProjectFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The site's catch-all handler must neither pass the template's bug off as an
+    # outage (a warning without traceback) nor be asked about it.
+    files = {"PKG/templates/404.html": "{{ undefined_func() }}", "PKG/site.py": REPORTING_SITE}
+    async with site_client(make_project(files), "production") as client:
+        resp = await client.get("/nowhere", headers={"Accept": "text/html"})
+        assert resp.status == 404
+        assert await resp.text() == "404: Not Found"
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.ERROR, "Rendering the error page 404.html failed")
+    ]
+    assert records[0].exc_info is not None
+    assert "undefined_func" in caplog.text  # the traceback names the template's bug
+
+
 async def test_request_ids(project) -> None:  # type: ignore[no-untyped-def]
     async with site_client(project) as client:
         first = (await client.get("/")).headers["X-Request-ID"]

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from aiosite.cli import db, inspect, project, run
+from aiosite.cli import db, inspect, project, run, shell
 from aiosite.cli.app_commands import AppCommandsGroup
 from aiosite.cli.context import CliState
 from aiosite.exceptions import AiositeError
@@ -54,7 +54,7 @@ def _options(
         ctx.obj.env = env
 
 
-for module in (project, run, inspect, db):
+for module in (project, run, inspect, db, shell):
     module.register(cli)
 
 

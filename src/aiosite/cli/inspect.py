@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from aiosite.checks import run_checks
 from aiosite.cli.context import CliState
+from aiosite.keys import NO_ROUTE
 from aiosite.site import create_site
 
 
@@ -32,7 +34,7 @@ def routes(ctx: typer.Context) -> None:
 
 def route_rows(app: web.Application) -> list[tuple[str, str, str, str]]:
     """Rows for every route on the router, sub-applications included; HEAD routes that
-    aiohttp adds beside GET are left out."""
+    aiohttp adds beside GET, and the core's fallback, are left out."""
     rows = []
     for resource in app.router.resources():
         if isinstance(resource, web.PrefixedSubAppResource):
@@ -45,9 +47,62 @@ def route_rows(app: web.Application) -> list[tuple[str, str, str, str]]:
             ):
                 continue
             handler = getattr(route.handler, "__wrapped__", route.handler)
+            if getattr(handler, NO_ROUTE, False):
+                continue  # the core's fallback: it answers what no route matches
             where = f"{handler.__module__}.{getattr(handler, '__qualname__', handler)}"
-            rows.append((route.method, resource.canonical, resource.name or "", where))
+            rows.append((route.method, route_pattern(resource), resource.name or "", where))
     return rows
+
+
+def route_pattern(resource: web.AbstractResource) -> str:
+    """The path as it was written: ``/blog/{slug}``, ``/blog/{page:\\d+}``. aiohttp keeps
+    only a formatter and the compiled regex; a placeholder's own regex is read back from
+    its group in the latter (``[^{}/]+`` is the default, not shown)."""
+    info = resource.get_info()
+    formatter, pattern = info.get("formatter"), info.get("pattern")
+    if not isinstance(formatter, str) or not isinstance(pattern, re.Pattern):
+        return resource.canonical
+    regex = pattern.pattern
+
+    def placeholder(match: re.Match[str]) -> str:
+        name = match.group(1)
+        start = regex.find(f"(?P<{name}>")
+        if start < 0:
+            return match.group(0)
+        body = _group_body(regex, start + len(f"(?P<{name}>"))
+        return f"{{{name}}}" if body in (None, _DEFAULT_PLACEHOLDER) else f"{{{name}:{body}}}"
+
+    return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", placeholder, formatter)
+
+
+_DEFAULT_PLACEHOLDER = "[^{}/]+"
+
+
+def _group_body(regex: str, start: int) -> str | None:
+    """The text of the group that opens before ``start``, up to its closing parenthesis."""
+    depth, index, in_class = 1, start, False
+    while index < len(regex):
+        char = regex[index]
+        if char == "\\":
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+            # A "]" right after "[" or "[^" is a member, not the class's end.
+            if regex[index + 1 : index + 2] == "]":
+                index += 1
+            elif regex[index + 1 : index + 3] == "^]":
+                index += 2
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return regex[start:index]
+        index += 1
+    return None
 
 
 def check(

@@ -9,6 +9,7 @@ import typer
 
 from aiosite.cli.context import CliState
 from aiosite.server import dev
+from aiosite.uploads.config import media_root
 from aiosite.web.logs import AccessLogger, configure_logging
 
 
@@ -54,6 +55,7 @@ def run(
         configure_logging=configure_logging,
         access_log_class=AccessLogger,
         loop=loop.value,
+        unwatched=(media_root(settings),),
     )
     if settings.server.reload if reload is None else reload:
         dev.run_with_reload(config)

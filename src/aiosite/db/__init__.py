@@ -16,7 +16,7 @@ from aiosite.apps import AppRegistry
 from aiosite.battery import Battery
 from aiosite.db.config import DatabaseSettings
 from aiosite.db.engine import DATABASE, Database
-from aiosite.db.errors import add_exception_handlers
+from aiosite.db.errors import DATABASE_FAILED, add_exception_handlers, database_failed
 from aiosite.hooks import hooks_of
 from aiosite.settings import Settings
 
@@ -40,3 +40,5 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
 
 battery = Battery("aiosite.db", _attach, {"database": DatabaseSettings})
 setup = battery.setup
+
+__all__ = ["DATABASE", "DATABASE_FAILED", "Database", "battery", "database_failed", "setup"]

@@ -6,7 +6,7 @@ scripts and tests build their own with ``Database(settings)`` and ``await db.dis
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import StaticPool
 
 from aiosite.db.config import DatabaseSettings
+from aiosite.db.errors import connection_unsafe
 from aiosite.db.fast_path import FastPath
 from aiosite.exceptions import DatabaseUnavailable, ImproperlyConfigured, one_line
 from aiosite.keys import state_of
@@ -31,6 +32,8 @@ from aiosite.settings import Settings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+logger = logging.getLogger("aiosite.db")
 
 
 class Database:
@@ -70,12 +73,14 @@ class Database:
         async with self.sessionmaker() as session:
             try:
                 yield session
-            except BaseException:
-                # A failed rollback (the connection is gone) must not hide the error.
-                with contextlib.suppress(Exception):
-                    await session.rollback()
+            except BaseException as exc:
+                await end_failed_session(session, exc)
                 raise
-            await session.commit()
+            try:
+                await session.commit()
+            except BaseException as exc:
+                await end_failed_session(session, exc)
+                raise
 
     async def check(self) -> None:
         """Connect once; ImproperlyConfigured naming the setting when that fails."""
@@ -105,6 +110,36 @@ class Database:
     async def dispose(self) -> None:
         await self.fast.close()
         await self.engine.dispose()
+
+
+async def end_failed_session(session: AsyncSession, exc: BaseException) -> None:
+    """End ``session`` after ``exc``: roll back and close; invalidate its connection
+    (close it; the server rolls back its transaction) when ``exc`` left it unsafe to
+    use (``aiosite.db.errors.connection_unsafe``: cancelled, or lost or mid-operation
+    in the driver) or when the rollback fails.
+
+    asyncpg runs one operation at a time per connection: a ROLLBACK sent while one is
+    still in progress fails with ``InternalClientError: cannot switch to state 15;
+    another operation is in progress``, as seen once during an outage (and the pool's
+    reset-on-return would send another). Never raises: the error that ended the session
+    is the news.
+    """
+    try:
+        if connection_unsafe(exc):
+            await session.invalidate()
+            return
+        try:
+            await session.rollback()
+        except Exception:
+            logger.debug("rolling back after %s failed", type(exc).__name__, exc_info=True)
+            await session.invalidate()
+            return
+    except Exception:
+        logger.debug("invalidating the connection failed", exc_info=True)
+    try:
+        await session.close()
+    except Exception:
+        logger.debug("closing the session failed", exc_info=True)
 
 
 DATABASE: web.AppKey[Database] = web.AppKey("aiosite.database", Database)

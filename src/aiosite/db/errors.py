@@ -2,6 +2,12 @@
 
 A database that cannot be reached is a 503 with Retry-After (the site recovers by itself
 once it is back); a constraint the view did not check for is a 409.
+
+A request whose database failed is marked (``database_failed(request)``): its error
+page must not need the database. The request's session refuses a second try
+(``db_session`` raises ``DatabaseUnavailable`` at once instead of waiting on another
+connection attempt), and what an error page shows from the database, such as the
+logged-in user of ``aiosite.contrib.auth``, is shown as unknown.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ import logging
 
 import asyncpg
 from aiohttp import web
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, MissingGreenlet
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from aiosite.exceptions import DatabaseUnavailable, one_line
@@ -31,6 +37,92 @@ _UNAVAILABLE = (
     asyncpg.AdminShutdownError,
 )
 
+# Driver errors that leave a connection in an unknown state: the driver's protocol may be
+# half-way through an operation (asyncpg runs one at a time), or the connection is gone.
+_CONNECTION_BROKEN = (
+    asyncpg.PostgresConnectionError,  # lost, refused, "closed in the middle of operation"
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,  # "another operation is in progress", "connection is closed"
+    asyncpg.InternalClientError,  # "cannot switch to state 15; another operation ..."
+)
+
+MISSING_GREENLET_HINT = (
+    "Hint: an attribute was loaded lazily (a relationship or an expired column) outside "
+    "an await; load it in the query with selectinload()/joinedload(), or "
+    "`await obj.awaitable_attrs.name` (docs/models.md#relationships-and-async)"
+)
+
+# Set by the exception handlers below (and the request session's finalizer) on a request
+# whose database failed.
+DATABASE_FAILED: web.RequestKey[bool] = web.RequestKey("aiosite.database_failed", bool)
+
+
+class DatabaseFailedEarlier(DatabaseUnavailable):
+    """``db_session(request)`` on a request whose database already failed: not tried
+    again (its failure was logged once)."""
+
+
+def database_failed(request: web.Request) -> bool:
+    """Whether the database failed for this request (it is answered with a 503, or its
+    error page renders after a database failure). An error page's context processor
+    checks it to show what it would read from the database as unknown::
+
+        async def notifications(request):
+            if database_failed(request):
+                return {"unread": None}
+            return {"unread": await count_unread(db_session(request))}
+    """
+    return request.get(DATABASE_FAILED) is True
+
+
+def is_database_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached (a 503)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def connection_unsafe(exc: BaseException) -> bool:
+    """Whether the connection a failed operation ran on must be discarded at once, without
+    even a ``ROLLBACK``; any other failure is rolled back first, and the connection is
+    discarded only if that fails (``aiosite.db.engine.end_failed_session``).
+
+    Unsafe: a cancelled task (``CancelledError``, not an ``Exception``), which may stop
+    a query half-way, and an error of the driver's that says the connection is lost or
+    mid-operation. asyncpg refuses anything more on such a connection, the finalizer's
+    ``ROLLBACK`` or the pool's reset, with ``InternalClientError: cannot switch to state
+    15; another operation is in progress`` (state 15 is the simple query it sends
+    ROLLBACK as). Anything else, such as a ``TimeoutError`` or ``OSError`` of an upstream
+    service, leaves the connection alone: discarding it would churn connections to
+    PostgreSQL during an outage that is not the database's.
+    """
+    if not isinstance(exc, Exception):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        # SQLAlchemy's adapter error, and the asyncpg error (or a socket's OSError or
+        # timeout) it was raised from: all the driver's own.
+        return any(
+            isinstance(cause, (*_CONNECTION_BROKEN, OSError, TimeoutError))
+            for cause in _chain(exc.orig)
+        )
+    return isinstance(exc, _CONNECTION_BROKEN)
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from."""
+    found: list[BaseException] = []
+    while exc is not None and exc not in found and len(found) < 5:
+        found.append(exc)
+        exc = exc.__cause__
+    return found
+
+
+def mark_database_failed(request: web.Request) -> None:
+    request[DATABASE_FAILED] = True
+
 
 def add_exception_handlers(hooks: Hooks) -> None:
     for unavailable in _UNAVAILABLE:
@@ -39,11 +131,31 @@ def add_exception_handlers(hooks: Hooks) -> None:
     hooks.add_exception_handler(DBAPIError, invalidated_connection_page)
     hooks.add_exception_handler(IntegrityError, conflict_page)
     hooks.add_exception_handler(asyncpg.IntegrityConstraintViolationError, conflict_page)
+    hooks.add_exception_hint(MissingGreenlet, MISSING_GREENLET_HINT)
+    # An error page that fails on the database (its template shows the user) during an
+    # outage is rendered once more, for a user shown as unknown.
+    for unavailable in _UNAVAILABLE:
+        hooks.add_outage_type(unavailable, mark_outage)
+    hooks.add_outage_type(DBAPIError, mark_outage)
+
+
+def mark_outage(request: web.Request, exc: BaseException) -> bool:
+    """Whether an error page failed on a database that cannot be reached; the request is
+    then marked, and the outage logged once for the request (as ``unavailable_page``
+    does for a handler's failure)."""
+    if not is_database_failure(exc):
+        return False  # a bad query in a context processor: a bug, with its traceback
+    if not database_failed(request):
+        mark_database_failed(request)
+        logger.warning("database unavailable: %s", one_line(exc))
+    return True
 
 
 def unavailable_page(request: web.Request, exc: BaseException) -> None:
     """503: the database cannot be reached."""
-    logger.warning("database unavailable: %s", one_line(exc))
+    mark_database_failed(request)
+    if not isinstance(exc, DatabaseFailedEarlier):
+        logger.warning("database unavailable: %s", one_line(exc))
     raise web.HTTPServiceUnavailable(
         text="The database is unavailable; please try again shortly.",
         headers={"Retry-After": RETRY_AFTER_SECONDS},

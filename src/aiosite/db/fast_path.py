@@ -34,6 +34,7 @@ from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
+from aiosite.db.errors import connection_unsafe
 from aiosite.exceptions import DatabaseUnavailable, ImproperlyConfigured, one_line
 
 if TYPE_CHECKING:
@@ -322,8 +323,21 @@ class FastPath:
             raise self._unavailable(exc) from exc
         try:
             yield FastConnection(self, driver)
-        finally:
-            await pool.release(driver)
+        except BaseException as exc:
+            if connection_unsafe(exc):
+                # Cancelled, or lost or mid-operation in the driver: closed rather than
+                # reset and reused; the pool drops a closed connection (see
+                # aiosite.db.engine.end_failed_session). A lost connection may
+                # already be detached from the pool.
+                with contextlib.suppress(asyncpg.InterfaceError):
+                    driver.terminate()
+            # Any other error: the pool resets the connection (after waiting for a query
+            # cut short to end) and keeps it, or closes it if the reset fails; that
+            # failure must not replace the block's error.
+            with contextlib.suppress(Exception):
+                await pool.release(driver)
+            raise
+        await pool.release(driver)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[FastConnection]:
@@ -333,8 +347,25 @@ class FastPath:
             if not self.is_postgresql:
                 yield connection
                 return
-            async with connection._driver.transaction():
+            transaction = connection._driver.transaction()
+            await transaction.start()
+            try:
                 yield connection
+            except BaseException as exc:
+                # No ROLLBACK on a connection left unsafe (cancelled, lost, mid-operation):
+                # asyncpg would refuse it ("another operation is in progress") and that
+                # error would replace the one that matters. connection() closes it; the
+                # server rolls back the transaction of a connection that goes away.
+                # Any other error (an upstream's timeout) is rolled back as usual.
+                if not connection_unsafe(exc):
+                    try:
+                        await transaction.rollback()
+                    except Exception:
+                        # The block's error is the news.
+                        with contextlib.suppress(asyncpg.InterfaceError):
+                            connection._driver.terminate()
+                raise
+            await transaction.commit()
 
     async def _open_pool(self) -> asyncpg.Pool:
         # One pool even when many requests arrive before it exists.

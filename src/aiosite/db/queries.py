@@ -15,6 +15,7 @@ T = TypeVar("T")
 M = TypeVar("M")
 
 DEFAULT_PER_PAGE = 20
+LAST_PAGE = "last"
 _INTEGER_BITS = {SmallInteger: 16, Integer: 32, BigInteger: 64}
 # Page links shown on each side of the current page, and at either end.
 _AROUND = 2
@@ -146,16 +147,20 @@ async def paginate(
 ) -> Page[Any]:
     """Run ``statement`` for one page: ``await paginate(session, select(Post), page=2)``.
 
-    ``page`` may be the raw ``?page=`` text; a page that is not a number, below 1 or
-    past the last page is a 404, as an unknown URL would be.
+    ``page`` may be the raw ``?page=`` text, or ``"last"`` (as in Django): the last page
+    (the newest rows of a list that grows at its end), without the caller counting the
+    rows to find its number. A page that is not a number, below 1 or past the last page
+    is a 404, as an unknown URL would be.
     """
     if per_page < 1:
         raise ValueError("per_page must be at least 1")
-    number = _page_number(page)
+    number = None if page == LAST_PAGE else _page_number(page)
     count = select(func.count()).select_from(statement.order_by(None).subquery())
     total = (await session.execute(count)).scalar_one()
     pages = max(1, -(-total // per_page))
-    if number > pages:
+    if number is None:
+        number = pages
+    elif number > pages:
         raise web.HTTPNotFound(text=f"There is no page {number}; the last page is {pages}.")
     result = await session.execute(statement.limit(per_page).offset((number - 1) * per_page))
     single_entity = len(statement.column_descriptions) == 1

@@ -6,6 +6,11 @@ session takes a pooled connection only when it first runs a query. A request tha
 asks pays nothing. The session registers a request finalizer, which the core
 calls when the handler is done: commit when it returned (or raised a redirect or other
 non-error HTTP exception), rollback when it raised, and always close.
+
+A connection that a cancelled task or a driver error (lost, mid-operation) left unsafe is
+invalidated rather than rolled back, and so is one whose rollback fails: see
+``aiosite.db.errors.connection_unsafe``. A request whose database could not be reached
+is marked (``database_failed``), and its error page runs no second query.
 """
 
 from __future__ import annotations
@@ -17,7 +22,13 @@ from contextlib import AbstractAsyncContextManager
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aiosite.db.engine import database_of
+from aiosite.db.engine import database_of, end_failed_session
+from aiosite.db.errors import (
+    DatabaseFailedEarlier,
+    database_failed,
+    is_database_failure,
+    mark_database_failed,
+)
 from aiosite.db.fast_path import FastPath
 from aiosite.hooks import add_request_finalizer
 
@@ -31,6 +42,11 @@ def db_session(request: web.Request) -> AsyncSession:
     """The request's database session, committed or rolled back when the handler ends."""
     session = request.get(DB_SESSION)
     if session is None:
+        if database_failed(request):
+            # The error page of a request whose database failed: another try would
+            # fail the same way, after up to database.connect_timeout for an
+            # unreachable server.
+            raise DatabaseFailedEarlier("the database failed earlier in this request")
         session = database_of(request).sessionmaker()
         request[DB_SESSION] = session
         add_request_finalizer(request, functools.partial(_finish, request, session))
@@ -54,27 +70,21 @@ def session_scope(
 
 async def _finish(request: web.Request, session: AsyncSession, exc: BaseException | None) -> None:
     # A db_session() call after this one (an error page's context processor) opens a
-    # new session, with a finalizer of its own.
+    # new session, with a finalizer of its own, unless the database failed.
     del request[DB_SESSION]
-    try:
-        if exc is None or (isinstance(exc, web.HTTPException) and exc.status < 400):
-            try:
-                await session.commit()
-            except BaseException:
-                await _rollback_quietly(session)
-                raise
-        else:
-            await _rollback_quietly(session)
-    finally:
+    if exc is not None and is_database_failure(exc):
+        mark_database_failed(request)
+    if exc is None or (isinstance(exc, web.HTTPException) and exc.status < 400):
+        try:
+            await session.commit()
+        except BaseException as failure:
+            if is_database_failure(failure):
+                mark_database_failed(request)
+            await end_failed_session(session, failure)
+            raise
         await _close_quietly(session)
-
-
-async def _rollback_quietly(session: AsyncSession) -> None:
-    # After a lost connection the rollback fails too; the original error is the news.
-    try:
-        await session.rollback()
-    except Exception:
-        logger.debug("rollback failed", exc_info=True)
+    else:
+        await end_failed_session(session, exc)
 
 
 async def _close_quietly(session: AsyncSession) -> None:

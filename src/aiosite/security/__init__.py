@@ -1,7 +1,8 @@
 """Security defaults: allowed hosts, security headers and CSRF, as hooks of the core;
 the secret-key policy.
 
-The request hooks are named ``aiosite.allowed_hosts`` (first of all) and ``aiosite.csrf``
+The request hooks are named ``aiosite.allowed_hosts`` (first of all), ``aiosite.body_size``
+(next: a body declared too large is refused before it is read) and ``aiosite.csrf``
 (after ``aiosite.sessions``, whose session it reads); the response hook
 ``aiosite.security_headers``.
 """
@@ -14,7 +15,9 @@ from aiosite.apps import AppRegistry
 from aiosite.battery import Battery
 from aiosite.hooks import hooks_of
 from aiosite.keys import CSRF_CHECK, TEMPLATE_GLOBALS
+from aiosite.security.body_size import BodySizeLimit, max_body_size
 from aiosite.security.csrf_check import CsrfGuard, check_streamed_token
+from aiosite.security.csrf_cookie import CSRF_COOKIE, CsrfCookie
 from aiosite.security.csrf_tokens import (
     csrf_input_global,
     csrf_token_global,
@@ -35,9 +38,16 @@ from aiosite.settings import Settings
 
 def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
     hooks = hooks_of(app)
+    app[CSRF_COOKIE] = CsrfCookie.from_settings(settings)
     # First of all: a refused host costs nothing else.
     hooks.add_request_hook(
-        AllowedHosts(settings.security.allowed_hosts), name="aiosite.allowed_hosts", before="*"
+        AllowedHosts(settings.security.allowed_hosts, debug=settings.debug.enabled),
+        name="aiosite.allowed_hosts",
+        before="*",
+    )
+    # Then, before anything reads a session: a declared body over the limit.
+    hooks.add_request_hook(
+        BodySizeLimit(settings.server.client_max_size), name="aiosite.body_size", before="*"
     )
     # The CSRF check reads the session the sessions hook attaches.
     hooks.add_request_hook(CsrfGuard(settings), name="aiosite.csrf", after="aiosite.sessions")
@@ -57,6 +67,7 @@ __all__ = [
     "csrf_exempt",
     "get_csrf_token",
     "is_secure",
+    "max_body_size",
     "refuse_public_site_without_secret_key",
     "rotate_csrf_token",
     "secret_key_problem",

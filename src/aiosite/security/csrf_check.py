@@ -1,8 +1,9 @@
 """CSRF enforcement: the request hook that refuses forged unsafe requests with 403.
 
 A request with an unsafe method (anything but GET, HEAD, OPTIONS, TRACE) must carry the
-session's CSRF token, in the ``X-CSRF-Token`` header or the ``csrf_token`` form field,
-and must not come from another site's page (``Origin``, and ``Referer`` over HTTPS).
+visitor's CSRF token (of the session's secret; of the CSRF cookie's while the session is
+empty) in the ``X-CSRF-Token`` header or the ``csrf_token`` form field, and must not come
+from another site's page (``Origin``, and ``Referer`` over HTTPS).
 Safe requests pay one set lookup.
 """
 
@@ -17,7 +18,8 @@ from aiohttp.http import HttpProcessingError
 
 from aiosite.hooks import RequestFinalizer, add_request_finalizer
 from aiosite.keys import CSRF_PENDING
-from aiosite.security.csrf_tokens import FIELD_NAME, HEADER_NAME, session_secret, token_matches
+from aiosite.security.csrf_cookie import CSRF_COOKIE
+from aiosite.security.csrf_tokens import FIELD_NAME, HEADER_NAME, csrf_secret, token_matches
 from aiosite.security.forwarded import request_is_https
 from aiosite.security.origins import (
     Origin,
@@ -52,9 +54,9 @@ WRONG_TOKEN = (
     f"expired. {RELOAD}"
 )
 NO_SESSION = (
-    "The request was refused because your browser sent no session with it, so its CSRF "
-    "token cannot be checked: your session may have expired, or cookies are blocked for "
-    f"this site. Allow cookies for this site. {RELOAD}"
+    "The request was refused because your browser sent no session with it (no session "
+    "or CSRF cookie), so its CSRF token cannot be checked: your session may have expired, "
+    f"or cookies are blocked for this site. Allow cookies for this site. {RELOAD}"
 )
 UNREADABLE_FORM = "The form data could not be read: it is not valid {type} data."
 
@@ -66,12 +68,14 @@ def refuse(reason: str, message: str, request: web.Request) -> web.HTTPForbidden
 
 
 async def check_token(request: web.Request, token: str | None) -> None:
-    """Raise 403 unless ``token`` is a CSRF token of the request's session."""
+    """Raise 403 unless ``token`` is a CSRF token of the visitor's secret: the session's,
+    or the CSRF cookie's while the session is empty."""
     if not token:
         raise refuse("token missing", MISSING_TOKEN, request)
-    secret = await session_secret(request, create=False)
+    secret = await csrf_secret(request, create=False)
     if secret is None:
-        if (await aiohttp_session.get_session(request)).new:
+        session = await aiohttp_session.get_session(request)
+        if session.new and request.config_dict[CSRF_COOKIE].value(request) is None:
             raise refuse("no session", NO_SESSION, request)
         raise refuse("token wrong", WRONG_TOKEN, request)
     if not token_matches(secret, token):

@@ -34,7 +34,11 @@ def hsts_value(seconds: int, *, subdomains: bool, preload: bool) -> str:
 def header_sets(settings: Settings) -> tuple[Headers, Headers, Headers]:
     """The headers for every response, for HTML responses, and for HTTPS responses."""
     security = settings.security
-    every: list[tuple[str, str]] = [(hdrs.X_CONTENT_TYPE_OPTIONS, "nosniff")]
+    # Server: instead of aiohttp's, which names its version and Python's.
+    every: list[tuple[str, str]] = [
+        (hdrs.SERVER, security.server_header),
+        (hdrs.X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ]
     if security.referrer_policy:
         every.append((hdrs.REFERRER_POLICY, security.referrer_policy))
     html: list[tuple[str, str]] = []

@@ -20,6 +20,8 @@ _HOST = re.compile(r"([a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::[0-9]{1,5})?")
 CACHE_SIZE = 1024
 _SHOWN_LENGTH = 100
 
+# What a client is told in production, for an unknown or an invalid Host alike.
+NOT_SERVED = "Bad Request: this site does not serve the requested host."
 MISSING = (
     "The request has no Host header. Browsers always send one; a client that does not "
     "must add it (Host: the site's domain name)."
@@ -47,10 +49,16 @@ def host_matches(host: str, pattern: str) -> bool:
 
 
 class AllowedHosts:
-    """The request hook; decisions are cached per Host header value."""
+    """The request hook; decisions are cached per Host header value.
 
-    def __init__(self, patterns: Sequence[str]) -> None:
+    In production the page says only that the host is not served: repeating the Host
+    value would reflect what a client sent, and naming the setting tells a visitor how
+    the site is configured. Debug mode shows both, and the log line always does.
+    """
+
+    def __init__(self, patterns: Sequence[str], *, debug: bool = False) -> None:
         self.patterns = tuple(p.removesuffix(".") for p in patterns)
+        self.debug = debug
         self._cache: dict[str, str | None] = {}
 
     def __call__(self, request: web.Request) -> None:
@@ -73,17 +81,21 @@ class AllowedHosts:
         refusal: str | None
         if host is None:
             refusal = f"The Host header {shown!r} is not a valid host name."
+            logged = "Refused a request with the invalid Host header %r"
         elif any(host_matches(host, pattern) for pattern in self.patterns):
-            refusal = None
+            refusal = logged = None
         else:
             refusal = (
                 f"This site does not serve the host {host!r}. If it should, add {host!r} "
                 "to the setting security.allowed_hosts (or '.' + the domain for the domain "
                 "and all its subdomains)."
             )
-        if refusal is not None:
+            logged = "Refused a request for the host %r (not in security.allowed_hosts)"
+        if logged is not None:
             # Once per host while it is cached, so a scanner cannot flood the log.
-            logger.warning("Refused a request for the host %r (security.allowed_hosts)", shown)
+            logger.warning(logged, shown)
+            if not self.debug:
+                refusal = NOT_SERVED
         if len(self._cache) >= CACHE_SIZE:
             self._cache.clear()
         self._cache[raw] = refusal

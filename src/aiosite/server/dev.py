@@ -29,6 +29,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from aiosite.exceptions import AiositeError, CommandError
+from aiosite.server.protocol import ConnectionLimits, GuardedAppRunner
 from aiosite.settings import Settings
 from aiosite.site import load_settings
 
@@ -39,7 +40,10 @@ logger = logging.getLogger("aiosite.server")
 
 SITE_FACTORY = "aiosite.site:create_site"
 ACCESS_LOGGER = "aiosite.access"
-WATCHED_SUFFIXES = frozenset({".py", ".yaml", ".yml", ".html", ".jinja", ".jinja2", ".txt"})
+# What autoreload watches (docs/dev-server.md): the project's Python files, the YAML files
+# of config/ and every file under a templates/ folder; never these folders.
+CONFIG_SUFFIXES = frozenset({".yaml", ".yml"})
+UNWATCHED_DIRS = frozenset({"static", "__pycache__", "node_modules", "venv", "site-packages"})
 # Browsers keep connections open; a restart must not wait for them long.
 SHUTDOWN_TIMEOUT = 3.0
 
@@ -61,6 +65,8 @@ class ServerConfig:
     # None: follow the settings (server.access_log, or debug.enabled in development).
     access_log: bool | None = None
     reload: bool = False  # only changes the banner; run_with_reload does the reloading
+    # Folders the reloader ignores besides UNWATCHED_DIRS (the media root of uploads).
+    unwatched: tuple[Path, ...] = ()
 
 
 def new_event_loop(name: LoopName = "auto") -> asyncio.AbstractEventLoop:
@@ -147,8 +153,9 @@ async def _serve(config: ServerConfig, settings: Settings, show_banner: bool) ->
     # signals (the terminal and the reloader both send one) just set the event again.
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(
+    runner = GuardedAppRunner(
         build_app(config, settings),
+        limits=ConnectionLimits.from_settings(settings),
         access_log_class=config.access_log_class,
         access_log=logging.getLogger(ACCESS_LOGGER),
         shutdown_timeout=SHUTDOWN_TIMEOUT,
@@ -237,13 +244,31 @@ def _report(error: object) -> None:
     print("aiosite: waiting for a change to restart", file=sys.stderr, flush=True)
 
 
-def _watch_filter(root: Path, change: Change, path: str) -> bool:
-    # Only the parts below the project count: a project may itself live in a hidden
-    # directory such as ~/.local/src/mysite.
-    relative = Path(path).relative_to(root) if Path(path).is_relative_to(root) else Path(path)
-    if any(p.startswith(".") or p in {"__pycache__", "node_modules"} for p in relative.parts):
+def _watch_filter(root: Path, unwatched: tuple[Path, ...], change: Change, path: str) -> bool:
+    """A change counts when it is to a ``.py`` file of the project, a YAML file of
+    ``config/`` or a file in a ``templates/`` folder, and is in no static folder, no
+    folder of ``unwatched`` (relative to ``root``, which is resolved: the media root), no
+    hidden folder (only the parts below the project count: it may itself live in one,
+    ~/.local/src/mysite), ``__pycache__``, ``node_modules`` or virtualenv. Static files
+    are served as they are on disk and need no restart."""
+    changed = Path(path)
+    if not changed.is_relative_to(root):
+        changed = changed.resolve()  # the project's path as given holds a symlink
+        if not changed.is_relative_to(root):
+            return False
+    relative = changed.relative_to(root)
+    if any(relative.is_relative_to(folder) for folder in unwatched):
         return False
-    return relative.suffix in WATCHED_SUFFIXES
+    folders = relative.parts[:-1]
+    if relative.name.startswith(".") or any(
+        part.startswith(".") or part in UNWATCHED_DIRS for part in folders
+    ):
+        return False
+    if relative.suffix == ".py":
+        return True
+    if folders == ("config",):
+        return relative.suffix in CONFIG_SUFFIXES
+    return "templates" in folders
 
 
 def _on_changes(changes: set[tuple[Change, str]]) -> None:
@@ -267,12 +292,19 @@ def run_with_reload(config: ServerConfig) -> None:
     # watchfiles' own chatter ("KeyboardInterrupt caught") adds nothing for the user.
     logging.getLogger("watchfiles").setLevel(logging.ERROR)
     config = dataclasses.replace(config, reload=True)
+    root = config.project_dir.resolve()
+    # Relative to the project: paths as watchfiles reports them may not be resolved.
+    unwatched = tuple(
+        path.resolve().relative_to(root)
+        for path in config.unwatched
+        if path.resolve().is_relative_to(root)
+    )
     with contextlib.suppress(KeyboardInterrupt):
         watchfiles.run_process(
             config.project_dir,
             target=_serve_child,
             args=(config,),
-            watch_filter=functools.partial(_watch_filter, config.project_dir.resolve()),
+            watch_filter=functools.partial(_watch_filter, root, unwatched),
             callback=_on_changes,
             sigint_timeout=int(SHUTDOWN_TIMEOUT) + 2,
         )

@@ -4,7 +4,15 @@ The battery stores the site's session storage where aiohttp-session looks for it
 request (so ``aiohttp_session.get_session`` works in any handler or extension) and saves
 a session that changed onto the response, without a middleware: both are hooks of the
 core (named ``aiosite.sessions``), and a request that never touches its session pays a
-dictionary write for them.
+dictionary write and one check for them.
+
+A session is stored (a Redis key, a cookie) only once it holds something: a visitor who
+only reads pages, forms included, leaves nothing behind. A response that read the
+session is marked personal (``Vary: Cookie``, ``Cache-Control``).
+
+When the store (Redis) fails, the request is answered 503 and marked
+(``session_store_failed``); its session is then an empty one that is never saved, so its
+error page does not wait on the store a second time.
 """
 
 from __future__ import annotations
@@ -22,11 +30,18 @@ from aiohttp_session import SESSION_KEY, STORAGE_KEY, Session
 
 from aiosite.apps import AppRegistry
 from aiosite.battery import Battery
+from aiosite.exceptions import SessionStoreUnavailable, one_line
 from aiosite.hooks import hooks_of
-from aiosite.keys import TEMPLATE_GLOBALS
+from aiosite.keys import TEMPLATE_GLOBALS, VISITOR_COOKIES
+from aiosite.services.redis import redis_client
+from aiosite.sessions.caching import PersonalCacheHeaders
 from aiosite.sessions.config import SessionSettings, cookie_secure
 from aiosite.sessions.flash import flash, flashed_messages, get_flashed_messages
-from aiosite.sessions.storage import EncryptedCookieStorage, RedisStorage
+from aiosite.sessions.storage import (
+    EncryptedCookieStorage,
+    RedisStorage,
+    session_store_failed,
+)
 from aiosite.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,8 +57,10 @@ class SessionStore:
     """The site's session storage; the Redis one is made when the site starts."""
 
     def __init__(self, settings: Settings) -> None:
+        self.site_settings = settings
         self.settings = settings.section(SessionSettings)
         self.secure = cookie_secure(settings)
+        self.cache_headers = PersonalCacheHeaders(self.settings)
         self.storage: EncryptedCookieStorage | RedisStorage | None = None
         self._keys_seen = False
         self.client: aioredis.Redis | None = None
@@ -63,13 +80,30 @@ class SessionStore:
         request[SESSION_KEY] = None
 
     def save(self, request: web.Request, response: web.StreamResponse) -> Awaitable[None] | None:
-        """Response hook: write a session that changed (a new cookie, or to Redis)."""
+        """Response hook: mark a response that read the session as personal, and write a
+        session that changed (a new cookie, or to Redis)."""
         try:
             session = request[SESSION_KEY]
         except KeyError:  # refused before `attach` ran (a host not allowed)
             return None
+        if session is None:  # never loaded: the one check such a request pays
+            return None
+        self.cache_headers.apply(response, session)
+        if session_store_failed(request):
+            # The visitor's session is unknown: none of its cookies is touched.
+            return None
+        writers = request.get(VISITOR_COOKIES)
+        if writers is not None:
+            for write in writers:
+                write(response)
         storage = self.storage
-        if session is None or not session._changed or storage is None:
+        if not session._changed or storage is None:
+            return None
+        if session.new and session.empty and _ROTATED_FROM not in request:
+            # Nothing to keep (a flash shown by the request that made it): no Redis key,
+            # no cookie; a stale one the browser sent (expired, unknown) is deleted.
+            if storage.cookie_name in request.cookies:
+                storage.save_cookie(response, "", max_age=session.max_age)
             return None
         return self._save(storage, request, response, session)
 
@@ -80,17 +114,22 @@ class SessionStore:
         response: web.StreamResponse,
         session: Session,
     ) -> None:
-        await storage.save_session(request, response, session)
+        if session.new and session.empty:
+            # Rotated away from and left empty (a logout): the old key goes, nothing new
+            # is stored, and the browser's cookie is deleted.
+            storage.save_cookie(response, "", max_age=session.max_age)
+        else:
+            await storage.save_session(request, response, session)
         rotated = request.get(_ROTATED_FROM)
         if rotated is not None:
-            await storage.forget(rotated)
+            await storage.forget(request, rotated)
 
     async def open(self) -> None:
         if self.settings.backend == "redis":
-            # Imported here: a site on cookie sessions never loads the Redis client.
-            import redis.asyncio as aioredis
-
-            self.client = aioredis.Redis.from_url(self.settings.redis_url)
+            # The factory imports the client: a site on cookie sessions never loads it.
+            self.client = redis_client(
+                self.site_settings, url=self.settings.redis_url, client_name="aiosite.sessions"
+            )
             self.storage = RedisStorage(self.client, self.settings, secure=self.secure)
 
     async def close(self) -> None:
@@ -142,8 +181,15 @@ async def rotate_session(request: web.Request) -> Session:
     return session
 
 
-def _store_unavailable_page(request: web.Request, exc: BaseException) -> None:
-    logger.error("The session store (Redis) is unavailable: %s", exc)
+def _store_unavailable_page(request: web.Request, exc: SessionStoreUnavailable) -> None:
+    # One line per failed request, no traceback: the cause is outside the code. The
+    # client's messages name the host and port, never the URL's password.
+    logger.warning(
+        "The session store (Redis) is unavailable, answered 503 to %s %s: %s",
+        request.method,
+        request.path,
+        one_line(exc.__cause__ or exc),
+    )
     raise web.HTTPServiceUnavailable(
         text="Sessions are unavailable for a moment; try again shortly.",
         headers={"Retry-After": "5"},
@@ -160,11 +206,7 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
     hooks.add_request_hook(store.attach, name="aiosite.sessions")
     hooks.add_response_hook(store.save, name="aiosite.sessions")
     if store.settings.backend == "redis":
-        # Imported here: a site on cookie sessions never loads the Redis client.
-        import redis.exceptions
-
-        for unavailable in (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-            hooks.add_exception_handler(unavailable, _store_unavailable_page)
+        hooks.add_exception_handler(SessionStoreUnavailable, _store_unavailable_page)
     template_globals = app.get(TEMPLATE_GLOBALS)
     if template_globals is not None:
         template_globals["flashed_messages"] = _flashed_messages_global
@@ -191,9 +233,11 @@ __all__ = [
     "Session",
     "SessionSettings",
     "SessionStore",
+    "SessionStoreUnavailable",
     "flash",
     "get_flashed_messages",
     "get_session",
     "rotate_session",
+    "session_store_failed",
     "setup",
 ]

@@ -22,13 +22,19 @@ class SessionSettings(Section):
     cookie_samesite: Literal["Lax", "Strict", "None"] = "Lax"
     cookie_domain: str | None = None
     cookie_path: str = "/"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # null: the site's Redis, redis.url (timeouts and pool: the redis: section).
+    redis_url: str | None = None
     # Seconds Redis keeps a session with no max_age.
     redis_ttl: int = Field(default=14 * 24 * 3600, gt=0)
     redis_prefix: str = "aiosite:session:"
+    # Cache-Control of a response that read the visitor's session or CSRF cookie, when
+    # the handler set none: for a visitor whose session holds nothing, and for one whose
+    # session holds data (a signed-in user). null or "" sends none; Vary: Cookie is
+    # added either way.
+    cache_control_without_data: str | None = "private"
+    cache_control_with_data: str | None = "private, no-store"
 
 
 def cookie_secure(settings: Settings) -> bool:
     """Whether the session cookie is Secure: as set, else outside development/test."""
-    secure = settings.section(SessionSettings).cookie_secure
-    return not settings.is_local if secure is None else secure
+    return settings.secure_cookie(settings.section(SessionSettings).cookie_secure)

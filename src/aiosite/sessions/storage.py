@@ -10,14 +10,16 @@ import base64
 import json
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
-from aiohttp_session import AbstractStorage, Session
+from aiohttp_session import SESSION_KEY, AbstractStorage, Session
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from aiosite.exceptions import SessionStoreUnavailable, one_line
 from aiosite.sessions.config import SessionSettings
 
 if TYPE_CHECKING:
@@ -25,6 +27,19 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
 logger = logging.getLogger("aiosite.sessions")
+
+T = TypeVar("T")
+
+# Set on a request for which the session store failed (``session_store_failed``).
+SESSION_STORE_FAILED: web.RequestKey[bool] = web.RequestKey("aiosite.session_store_failed", bool)
+
+
+def session_store_failed(request: web.Request) -> bool:
+    """Whether the session store (Redis) failed for this request: it is answered with a
+    503, and its session is an empty one that is never saved. An error page's context
+    processor checks it to show the visitor as unknown rather than wait on the store
+    again (``aiosite.contrib.auth`` shows an anonymous user)."""
+    return request.get(SESSION_STORE_FAILED) is True
 
 
 def derive_key(secret: str, purpose: str) -> bytes:
@@ -81,7 +96,7 @@ class EncryptedCookieStorage(AbstractStorage):
         plain = json.dumps(self._get_session_data(session)).encode()
         self.save_cookie(response, self._fernet.encrypt(plain).decode(), max_age=session.max_age)
 
-    async def forget(self, identity: str) -> None:
+    async def forget(self, request: web.Request, identity: str) -> None:
         """Nothing is kept on the server for a cookie session."""
 
 
@@ -94,9 +109,31 @@ class RedisStorage(AbstractStorage):
 
     def __init__(self, client: aioredis.Redis, settings: SessionSettings, *, secure: bool) -> None:
         super().__init__(**cookie_options(settings, secure=secure))
+        # Imported with the client, which the site made for this storage.
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
         self._redis = client
         self._prefix = settings.redis_prefix
         self._ttl = settings.redis_ttl
+        self._unavailable = (RedisConnectionError, RedisTimeoutError)
+
+    async def _call(self, request: web.Request, command: Awaitable[T]) -> T:
+        """``command``'s result; Redis unreachable or silent: the request is marked and
+        ``SessionStoreUnavailable`` raised (its own type, so that the 503 handler never
+        takes a site's own Redis client errors for a sessions outage)."""
+        try:
+            return await command
+        except self._unavailable as exc:
+            request[SESSION_STORE_FAILED] = True
+            if request.get(SESSION_KEY) is None:
+                # aiohttp-session keeps no session that failed to load, so the error
+                # page (its user, its flash messages) would wait on Redis once more:
+                # it gets an empty session instead, which is never saved.
+                request[SESSION_KEY] = Session(None, data=None, new=True, max_age=self.max_age)
+            raise SessionStoreUnavailable(
+                f"The session store (Redis) is unavailable: {one_line(exc)}"
+            ) from exc
 
     def _key(self, identity: str) -> str:
         return self._prefix + identity
@@ -106,7 +143,7 @@ class RedisStorage(AbstractStorage):
         # Keys are token_urlsafe(32); anything else is not worth a round trip.
         if cookie is None or not 20 <= len(cookie) <= 64:
             return Session(None, data=None, new=True, max_age=self.max_age)
-        stored = await self._redis.get(self._key(cookie))
+        stored = await self._call(request, self._redis.get(self._key(cookie)))
         if stored is None:
             return Session(None, data=None, new=True, max_age=self.max_age)
         try:
@@ -121,15 +158,16 @@ class RedisStorage(AbstractStorage):
         identity = session.identity
         if session.empty:
             if identity is not None:
-                await self._redis.delete(self._key(str(identity)))
+                await self._call(request, self._redis.delete(self._key(str(identity))))
             self.save_cookie(response, "", max_age=session.max_age)
             return
         if identity is None:
             identity = secrets.token_urlsafe(32)
         data = json.dumps(self._get_session_data(session))
-        await self._redis.set(self._key(str(identity)), data, ex=session.max_age or self._ttl)
+        ttl = session.max_age or self._ttl
+        await self._call(request, self._redis.set(self._key(str(identity)), data, ex=ttl))
         self.save_cookie(response, str(identity), max_age=session.max_age)
 
-    async def forget(self, identity: str) -> None:
+    async def forget(self, request: web.Request, identity: str) -> None:
         """Delete a session's data (the old key of a rotated session)."""
-        await self._redis.delete(self._key(identity))
+        await self._call(request, self._redis.delete(self._key(identity)))

@@ -24,6 +24,7 @@ from aiosite.settings.sections import INSECURE_KEY_PREFIX as INSECURE_KEY_PREFIX
 from aiosite.settings.sections import DebugSettings as DebugSettings
 from aiosite.settings.sections import DeployProblem as DeployProblem
 from aiosite.settings.sections import LoggingSettings as LoggingSettings
+from aiosite.settings.sections import RedisSettings as RedisSettings
 from aiosite.settings.sections import Section as Section
 from aiosite.settings.sections import SecuritySettings as SecuritySettings
 from aiosite.settings.sections import ServerSettings as ServerSettings
@@ -41,6 +42,7 @@ __all__ = [
     "DebugSettings",
     "DeployProblem",
     "LoggingSettings",
+    "RedisSettings",
     "Section",
     "SectionProvider",
     "SecuritySettings",

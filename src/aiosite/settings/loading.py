@@ -13,13 +13,15 @@ supplied the bad value, because pydantic alone only knows the merged result.
 
 from __future__ import annotations
 
+import difflib
 import os
+import types
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
 from aiosite.exceptions import ImproperlyConfigured
@@ -85,7 +87,7 @@ def revalidate(settings_cls: type[SettingsT], values: Mapping[str, Any]) -> Sett
     try:
         return settings_cls.model_validate(dict(values))
     except ValidationError as exc:
-        raise ImproperlyConfigured(_explain(exc, {})) from None
+        raise ImproperlyConfigured(_explain(exc, {}, settings_cls)) from None
 
 
 def _read_layers(project_dir: Path, env: str) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
@@ -110,7 +112,7 @@ def _validate(
     try:
         return settings_cls(**data)
     except ValidationError as exc:
-        raise ImproperlyConfigured(_explain(exc, origins)) from None
+        raise ImproperlyConfigured(_explain(exc, origins, settings_cls)) from None
     except SettingsError as exc:
         # pydantic-settings could not parse an environment variable (e.g. a list not
         # written as JSON); name the variable.
@@ -135,9 +137,12 @@ def _refuse_unknown_env_sections(settings_cls: type[Settings]) -> None:
         if name.startswith(ENV_PREFIX) and "__" in name:
             section = name[len(ENV_PREFIX) :].partition("__")[0].lower()
             if section not in sections:
+                known = sorted(sections - set(FACTS))
+                close = difflib.get_close_matches(section, known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
                 raise ImproperlyConfigured(
                     f"environment variable {name}: {section}: unknown settings section "
-                    f"(sections: {', '.join(sorted(sections - set(FACTS)))})"
+                    f"({hint}sections: {', '.join(known)})"
                 )
 
 
@@ -211,14 +216,18 @@ def _deep_merge(into: dict[str, Any], layer: Mapping[str, Any]) -> None:
             into[key] = dict(value) if isinstance(value, Mapping) else value
 
 
-def _explain(exc: ValidationError, origins: Mapping[tuple[str, ...], str]) -> str:
+def _explain(
+    exc: ValidationError,
+    origins: Mapping[tuple[str, ...], str],
+    model: type[BaseModel] | None = None,
+) -> str:
     lines = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
         key = ".".join(loc) or "(top level)"
         message = error["msg"]
         if error["type"] == "extra_forbidden":
-            message = "unknown setting"
+            message = "unknown setting" + _suggestion(model, loc)
         elif error["type"] == "missing":
             variable = ENV_PREFIX + "__".join(loc).upper()
             message = f"missing; set it in config/default.yaml or as {variable}"
@@ -229,6 +238,28 @@ def _explain(exc: ValidationError, origins: Mapping[tuple[str, ...], str]) -> st
             message = f"{message.removeprefix('Value error, ')} (got {shown!r})"
         lines.append(f"{_origin(loc, origins)}: {key}: {message}")
     return "\n".join(lines)
+
+
+def _suggestion(model: type[BaseModel] | None, loc: tuple[str, ...]) -> str:
+    """``; did you mean 'server'?`` for a misspelled key, from the keys its section knows."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if model is not None else None
+        model = _model_of(field.annotation) if field is not None else None
+    if model is None or not loc:
+        return ""
+    known = [name for name in model.model_fields if name not in FACTS]
+    close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The settings model a field holds (``Section`` or ``Section | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType):
+        models = [model for arg in annotation.__args__ if (model := _model_of(arg))]
+        return models[0] if len(models) == 1 else None
+    return None
 
 
 def _origin(loc: tuple[str, ...], origins: Mapping[tuple[str, ...], str]) -> str:

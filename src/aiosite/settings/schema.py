@@ -21,6 +21,7 @@ from aiosite.exceptions import ImproperlyConfigured
 from aiosite.settings.sections import (
     DebugSettings,
     LoggingSettings,
+    RedisSettings,
     Section,
     SecuritySettings,
     ServerSettings,
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     debug: DebugSettings = DebugSettings()
     logging: LoggingSettings = LoggingSettings()
+    redis: RedisSettings = RedisSettings()
     security: SecuritySettings = SecuritySettings()
 
     @model_validator(mode="before")
@@ -111,6 +113,12 @@ class Settings(BaseSettings):
     def is_local(self) -> bool:
         """Development or test: not a site the public reaches."""
         return self.env in LOCAL_ENVS
+
+    def secure_cookie(self, setting: bool | None) -> bool:
+        """A cookie's Secure flag from its setting (``session.cookie_secure``,
+        ``security.csrf_cookie_secure``): as set; null is on outside development and
+        test, where a site is reached over HTTPS."""
+        return not self.is_local if setting is None else setting
 
 
 def _restore(sections: tuple[tuple[str, type[Section]], ...], values: dict[str, Any]) -> Settings:

@@ -1,9 +1,10 @@
-"""The site-wide settings sections: ``site``, ``server``, ``debug``, ``logging``, ``security``.
+"""The site-wide settings sections: ``site``, ``server``, ``debug``, ``logging``, ``redis``,
+``security``.
 
 These are read across the site (the secret key by sessions, auth and the debug page;
-``debug.enabled`` by nearly every battery), so they belong to no one battery. Each
-battery and app declares its own section beside its code (``aiosite.db.config``,
-``App(settings=...)``).
+``debug.enabled`` by nearly every battery; the Redis server by whatever keeps state there),
+so they belong to no one battery. Each battery and app declares its own section beside
+its code (``aiosite.db.config``, ``App(settings=...)``).
 """
 
 from __future__ import annotations
@@ -52,8 +53,21 @@ class ServerSettings(Section):
     port: int = Field(default=8080, ge=0, le=65535)
     reload: bool = False
     access_log: bool = False
-    # Largest request body aiohttp reads into memory (bytes).
+    # Largest request body aiohttp reads into memory (bytes); a body declared larger is
+    # refused with 413 before any of it is read (docs/security.md#request-bodies).
     client_max_size: int = Field(default=1024**2, gt=0)
+    # Against slow and idle clients (docs/security.md#connection-timeouts). Seconds a
+    # client has to send a request's line and headers, from their first byte (from the
+    # moment it connects, for a connection's first request); then 408 and close.
+    head_timeout: float = Field(default=10.0, gt=0)
+    # Seconds a request body may take, plus one second for every body_min_rate bytes
+    # received: a body sent slower than body_min_rate bytes a second is cut off (408).
+    body_timeout: float = Field(default=10.0, gt=0)
+    body_min_rate: int = Field(default=1024, gt=0)
+    # Seconds an idle keep-alive connection stays open between requests.
+    keepalive_timeout: float = Field(default=15.0, gt=0)
+    # Connections one process holds at once; one more is answered 503 and closed.
+    max_connections: int = Field(default=1000, gt=0)
 
 
 class DebugSettings(Section):
@@ -71,6 +85,21 @@ class LoggingSettings(Section):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+
+class RedisSettings(Section):
+    """The site's Redis server, for every battery that uses one (Redis sessions first):
+    each client is made by ``aiosite.services.redis.redis_client`` with these bounds."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    # Seconds to open a connection; then the request that needed it gets a 503.
+    connect_timeout: float = Field(default=2.0, gt=0)
+    # Seconds to wait for a reply (a paused or black-holed server): never retried.
+    socket_timeout: float = Field(default=2.0, gt=0)
+    # A pooled connection idle longer than this (seconds) is PINGed before reuse; 0: never.
+    health_check_interval: int = Field(default=15, ge=0)
+    # Connections per process; a request waits connect_timeout for a free one.
+    max_connections: int = Field(default=100, gt=0)
 
 
 # The prefix `aiosite new` gives the keys it writes into development.yaml and test.yaml:
@@ -93,6 +122,11 @@ class SecuritySettings(Section):
     trust_proxy_headers: bool = False
     # Origins (scheme://host[:port]) other than the site's own allowed to POST to it.
     csrf_trusted_origins: list[str] = Field(default_factory=list)
+    # The cookie that holds the CSRF secret of a visitor whose session holds nothing
+    # (HttpOnly, SameSite=Lax). Secure null: on outside development and test; a Secure
+    # cookie's name gets the __Host- prefix (docs/csrf.md#where-the-secret-lives).
+    csrf_cookie_name: str = Field(default="aiosite_csrf", pattern=r"^[A-Za-z0-9_.-]+$")
+    csrf_cookie_secure: bool | None = None
     # Sent with every HTML response; null or "" sends none.
     content_security_policy: str | None = (
         "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
@@ -104,6 +138,11 @@ class SecuritySettings(Section):
     hsts_seconds: int = Field(default=31_536_000, ge=0)
     hsts_include_subdomains: bool = False
     hsts_preload: bool = False
+    # The Server header of every response: aiohttp's own names Python's and its
+    # versions, which help an attacker more than anybody else.
+    server_header: str = Field(
+        default="aiosite", min_length=1, pattern=r"^[\x21-\x7e][\x20-\x7e]*$"
+    )
 
     def secret_values(self) -> list[str]:
         """The secret key, if set, then its fallbacks: what signs and must never show."""

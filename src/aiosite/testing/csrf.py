@@ -19,7 +19,7 @@ from aiosite.sessions import SESSION_STORE
 
 
 async def csrf_token(client: TestClient[Any, web.Application]) -> str:
-    """A CSRF token for the session of ``client`` (made when it has none), e.g.
+    """A CSRF token for ``client`` (its secret made when it has none), e.g.
     ``await client.post("/items", json=..., headers={"X-CSRF-Token": await csrf_token(client)})``
     or as the ``csrf_token`` field of a form."""
     app = client.app
@@ -38,7 +38,8 @@ async def csrf_token(client: TestClient[Any, web.Application]) -> str:
     pending = store.save(request, response)  # as the site's response hook does
     if pending is not None:
         await pending
-        client.session.cookie_jar.update_cookies(response.cookies, url)
+    # The session cookie, or the CSRF cookie of a client whose session holds nothing.
+    client.session.cookie_jar.update_cookies(response.cookies, url)
     return token
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from aiosite.handlers import request_of
 from aiosite.keys import STREAMS_BODY, settings_of
 from aiosite.uploads.config import UploadSettings, check_media_types
 from aiosite.uploads.names import check_folder
@@ -120,8 +121,7 @@ def accepts_uploads(
     def decorator(handler: H) -> H:
         @functools.wraps(handler)
         async def upload_route(*args: Any, **kwargs: Any) -> web.StreamResponse:
-            # A handler function gets the request; a web.View method gets the view.
-            request = args[0] if isinstance(args[0], web.Request) else args[0].request
+            request = request_of(args, decorator="@accepts_uploads", handler=handler)
             resolved = resolved_limits(request, limits)
             declared = request.content_length
             if declared is not None and declared > resolved.max_body:

@@ -17,11 +17,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler, Middleware
 from yarl import URL
 
 from aiosite.apps import AppRegistry
 from aiosite.battery import Battery
+from aiosite.exceptions import one_line
 from aiosite.hooks import (
     HOOKS,
     REQUEST_FINALIZERS,
@@ -35,6 +37,7 @@ from aiosite.keys import NO_ROUTE, SETTINGS
 from aiosite.settings import Settings
 from aiosite.web.debug_page import debug_response
 from aiosite.web.errors import error_response
+from aiosite.web.logs import ThrottledLog
 from aiosite.web.request_id import HEADER, RequestIdFactory, request_id_for
 
 logger = logging.getLogger("aiosite.request")
@@ -181,8 +184,15 @@ class Core:
                 return answer
         if isinstance(exc, web.HTTPException):
             return await error_response(request, exc.status, exc)
+        # What the exception usually means, when a battery registered a hint for it.
+        hint = self.hooks.exception_hint(exc)
         logger.error(
-            "Unhandled %s in %s %s", type(exc).__name__, request.method, request.path, exc_info=exc
+            "Unhandled %s in %s %s%s",
+            type(exc).__name__,
+            request.method,
+            request.path,
+            f"\n{hint}" if hint else "",
+            exc_info=exc,
         )
         return await server_error_response(request, exc)
 
@@ -387,6 +397,25 @@ async def server_error_response(request: web.Request, exc: BaseException) -> web
     return await error_response(request, 500)
 
 
+class MalformedBody:
+    """400 for a request body aiohttp cannot parse (broken chunked framing, a body
+    shorter than its Content-Length): the client's doing, so one throttled line in the
+    log and no traceback."""
+
+    def __init__(self) -> None:
+        self.log = ThrottledLog(logger)
+
+    def __call__(self, request: web.Request, exc: HttpProcessingError) -> None:
+        self.log.warning(
+            "Malformed request body from %s (%s %s): %s",
+            request.remote,
+            request.method,
+            request.path,
+            one_line(exc),
+        )
+        raise web.HTTPBadRequest(text="The request body is malformed.")
+
+
 def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
     """The request core: made first, so that every later battery can hook into it.
 
@@ -396,6 +425,7 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
     core = Core()
     app[CORE] = core
     app[HOOKS] = core.hooks
+    core.hooks.add_exception_handler(HttpProcessingError, MalformedBody())
     app.router.register_resource(core._fallback)
 
 

@@ -17,6 +17,7 @@ from types import TracebackType
 import aiohttp_session
 from aiohttp import web
 
+from aiosite.hooks import HOOKS
 from aiosite.keys import SETTINGS
 from aiosite.web.errors import render_page, wants_json
 from aiosite.web.responses import json_response
@@ -27,9 +28,11 @@ _SECRET_NAME = re.compile(r"pass|secret|token|key|auth|cookie|session|csrf|signa
 async def debug_response(request: web.Request, exc: BaseException) -> web.Response:
     """The 500 page of debug mode, or its JSON for an API client."""
     scrub = _Scrubber(request)
+    hooks = request.config_dict.get(HOOKS)
     context = {
         "exc_type": type(exc).__name__,
         "exc_message": scrub(str(exc)),
+        "hint": hooks.exception_hint(exc) if hooks is not None else None,
         "frames": _frames(exc.__traceback__, scrub),
         "traceback": scrub("".join(traceback.format_exception(exc))),
         "headers": [
@@ -43,6 +46,7 @@ async def debug_response(request: web.Request, exc: BaseException) -> web.Respon
                 "status": 500,
                 "reason": "Internal Server Error",
                 "message": f"{type(exc).__name__}: {context['exc_message']}",
+                "hint": context["hint"],
                 "traceback": context["traceback"],
             }
         }

@@ -9,6 +9,8 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
+from aiosite.exceptions import one_line
+from aiosite.hooks import HOOKS
 from aiosite.web.mounted import ROUTES
 from aiosite.web.responses import json_response
 from aiosite.web.templates import TEMPLATES
@@ -61,15 +63,36 @@ async def render_page(
     status: int,
     headers: Mapping[str, str],
 ) -> web.Response:
-    """An error page from the first of ``names``; plain text when it cannot render."""
+    """An error page from the first of ``names``; plain text when it cannot render.
+
+    A failure of an outage type (``Hooks.add_outage_type``: a database that cannot be
+    reached) is no template bug: its marker marks the request, so that context
+    processors leave that service alone, and the page is rendered once more; a second
+    such failure is one warning line. Any other failure is logged with its traceback.
+    """
     templates = request.config_dict.get(TEMPLATES)
+    hooks = request.config_dict.get(HOOKS)
     if templates is not None:
-        try:
-            body = await templates.render_string(request, names, context)
-        except Exception:
-            # A broken error template must not hide the original error.
-            logger.exception("Rendering the error page %s failed", names[0])
-        else:
+        for attempt in range(2):
+            try:
+                body = await templates.render_string(request, names, context)
+            except Exception as failure:
+                # A registry lookup, not the site's exception handlers: those report
+                # (a catch-all's Sentry or email) and would pass a template bug off
+                # as an outage.
+                outage = hooks is not None and hooks.mark_outage(request, failure)
+                if outage and attempt == 0:
+                    continue
+                if outage:
+                    logger.warning(
+                        "Rendering the error page %s failed again: %s; sent as plain text",
+                        names[0],
+                        one_line(failure),
+                    )
+                else:
+                    # A broken error template must not hide the original error.
+                    logger.exception("Rendering the error page %s failed", names[0])
+                break
             return web.Response(
                 text=body, status=status, headers=headers, content_type="text/html", charset="utf-8"
             )

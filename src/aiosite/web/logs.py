@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import re
+import time
 from typing import Any
 
 from aiohttp import web
@@ -53,6 +54,37 @@ class AccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
         return self.logger.isEnabledFor(logging.INFO)
+
+
+class ThrottledLog:
+    """At most ``burst`` lines every ``window`` seconds: for what clients can cause at
+    will (malformed requests), which must not fill the disk nor bury the real errors.
+    The next line after a window says how many were held back."""
+
+    def __init__(self, logger: logging.Logger, *, burst: int = 10, window: float = 60.0) -> None:
+        self.logger = logger
+        self.burst = burst
+        self.window = window
+        self._started = -window
+        self._logged = 0
+        self._held_back = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._started >= self.window:
+            if self._held_back:
+                self.logger.warning(
+                    "%d more like the lines above were not logged in the last %d seconds",
+                    self._held_back,
+                    self.window,
+                )
+            self._started = now
+            self._logged = self._held_back = 0
+        if self._logged < self.burst:
+            self._logged += 1
+            self.logger.warning(message, *args)
+        else:
+            self._held_back += 1
 
 
 class RequestIdFilter(logging.Filter):

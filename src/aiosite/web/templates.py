@@ -19,6 +19,7 @@ from aiohttp import web
 
 from aiosite.apps import AppRegistry, ContextProcessor
 from aiosite.battery import Battery
+from aiosite.handlers import request_of
 from aiosite.keys import TEMPLATE_GLOBALS
 from aiosite.settings import Section, Settings
 
@@ -169,10 +170,10 @@ def template(
     def decorator(handler: HandlerT) -> HandlerT:
         @functools.wraps(handler)
         async def wrapper(*args: Any, **kwargs: Any) -> web.StreamResponse:
+            request = request_of(args, decorator="@template", handler=handler)
             result = await handler(*args, **kwargs)
             if isinstance(result, web.StreamResponse):
                 return result
-            request = args[0] if isinstance(args[0], web.Request) else args[0].request
             return await render(request, name, result, status=status, content_type=content_type)
 
         return wrapper  # type: ignore[return-value]

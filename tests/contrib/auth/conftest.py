@@ -73,7 +73,7 @@ BLOG_FILES = {
     "PKG/blog/routes.py": """
         from aiohttp import web
 
-        from aiosite import Routes, json_response, render
+        from aiosite import Routes, get_session, json_response, render
         from aiosite.contrib.auth import (
             current_user,
             login_needed,
@@ -131,6 +131,13 @@ BLOG_FILES = {
         @routes.get("/page", name="page")
         async def page(request: web.Request) -> web.Response:
             return await render(request, "blog/page.html")
+
+
+        @routes.get("/remember", name="remember")
+        async def remember(request: web.Request) -> web.Response:
+            # Something an anonymous visitor's session holds: it is stored from now on.
+            (await get_session(request))["theme"] = "dark"
+            return web.Response(text="remembered")
     """,
     "PKG/blog/templates/blog/page.html": (
         "{% extends 'base.html' %}{% block content %}"

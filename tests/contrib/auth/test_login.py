@@ -84,8 +84,12 @@ async def test_login_rotates_the_session(site: Site, browsers: BrowserFactory) -
     await make_user(site.app, "ada")
     browser = browsers(site)
     form = await browser.get("/auth/login")
+    assert browser.session_cookie is None  # the form's CSRF secret is in a cookie of its own
+    await browser.get("/blog/remember")  # a session from before the login
     before = browser.session_cookie
-    assert before  # the CSRF secret started a session
+    assert before
+    # The session holds data now: only its own secret counts, so the form is reloaded.
+    form = await browser.get("/auth/login")
     answer = await browser.request(
         "POST",
         "/auth/login",

@@ -24,6 +24,9 @@ async def test_login_moves_and_logout_deletes_the_redis_session(
             await make_user(site.app, "ada")
             browser = browsers(site)
             await browser.get("/auth/login")
+            assert browser.session_cookie is None  # a form alone stores no session
+            assert [key async for key in redis.scan_iter(match=prefix + "*")] == []
+            await browser.get("/blog/remember")  # a session from before the login
             before = browser.session_cookie
             assert before
             assert await redis.exists(prefix + before) == 1

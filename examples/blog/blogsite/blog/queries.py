@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.interfaces import ORMOption
@@ -12,12 +12,9 @@ from .models import Comment, Post, Tag, post_tag
 
 # What a list of posts shows of each: its author's name and its tags.
 SUMMARY = (selectinload(Post.author), selectinload(Post.tags))
-# What a post's page shows: the summary's, its attachments and its comments' authors.
-PAGE = (
-    *SUMMARY,
-    selectinload(Post.attachments),
-    selectinload(Post.comments).selectinload(Comment.author),
-)
+# What a post's page shows: the summary's and its attachments. Its comments come a page
+# at a time (post_comments): a post with a thousand of them must not load them all.
+PAGE = (*SUMMARY, selectinload(Post.attachments))
 # What the edit form needs: the tags and attachments it shows and may replace.
 EDITING = (selectinload(Post.tags), selectinload(Post.attachments))
 
@@ -33,6 +30,21 @@ def posts_tagged(tag: Tag) -> Select[Post]:
         .join(post_tag, post_tag.c.post_id == Post.id)
         .where(post_tag.c.tag_id == tag.id)
     )
+
+
+def post_comments(post: Post) -> Select[Comment]:
+    """A post's comments with their authors, oldest first: a conversation reads down."""
+    return (
+        select(Comment)
+        .where(Comment.post_id == post.id)
+        .options(selectinload(Comment.author))
+        .order_by(Comment.created, Comment.id)
+    )
+
+
+async def comment_count(session: AsyncSession, post: Post) -> int:
+    statement = select(func.count()).select_from(Comment).where(Comment.post_id == post.id)
+    return (await session.execute(statement)).scalar_one()
 
 
 async def post_or_404(session: AsyncSession, slug: str, *options: ORMOption) -> Post:

@@ -8,6 +8,10 @@ redirects with 303 See Other, so reloading the next page does not post again.
 Writing needs an account: ``@login_required`` sends anonymous visitors to the login page
 and, once logged in, back to the form. Who may see and edit which post is decided in
 access.py.
+
+A post's comments come ``COMMENTS_PER_PAGE`` at a time, oldest first (``?page=N``; a page
+that is not a number or past the last is a 404, as ``paginate`` answers), and each user
+may post ``COMMENT_LIMIT`` of them.
 """
 
 from __future__ import annotations
@@ -21,13 +25,14 @@ from aiosite import (
     db_session,
     flash,
     get_or_404,
+    hit_rate_limit,
     paginate,
     render,
     settings_of,
     template,
     url_for,
 )
-from aiosite.contrib.auth import current_user, login_needed, login_required
+from aiosite.contrib.auth import by_user_or_address, current_user, login_needed, login_required
 from aiosite.uploads import UploadForm, UploadSettings, read_upload_form
 
 from .access import can_edit, check_can_edit, check_can_see
@@ -44,6 +49,8 @@ from .queries import (
     EDITING,
     PAGE,
     SUMMARY,
+    comment_count,
+    post_comments,
     post_or_404,
     posts_tagged,
     published_posts,
@@ -51,6 +58,9 @@ from .queries import (
 )
 
 POSTS_PER_PAGE = 10
+COMMENTS_PER_PAGE = 20
+# Per signed-in user, on every post together: enough for a conversation, not for a flood.
+COMMENT_LIMIT = "5/minute"
 # How the database names the unique slug: PostgreSQL gives the constraint's name
 # (models' naming convention), SQLite the table and column.
 _SLUG_CONSTRAINT = ("uq_blog_post_slug", "blog_post.slug")
@@ -80,7 +90,7 @@ async def tag(request: web.Request) -> dict[str, Any]:
 async def detail(request: web.Request) -> web.Response:
     post = await post_or_404(db_session(request), request.match_info["slug"], *PAGE)
     await check_can_see(request, post)
-    return await _render_post(request, post, CommentForm())
+    return await _render_post(request, post, CommentForm(), page=request.query.get("page"))
 
 
 async def comment(request: web.Request) -> web.Response:
@@ -96,20 +106,54 @@ async def comment(request: web.Request) -> web.Response:
         # they come back to the post, not to this POST-only address.
         raise login_needed(request, next_path=url_for(request, "blog:detail", slug=post.slug))
     form = CommentForm.from_data(await request.post())
+    # Counted here rather than with @rate_limit, whose 429 page would lose what was typed:
+    # the form comes back with it and says how long to wait.
+    limited = await hit_rate_limit(
+        request, COMMENT_LIMIT, key=by_user_or_address, scope="blog.comment"
+    )
+    if not limited.allowed:
+        form.errors["body"] = (
+            f"You are commenting too fast ({limited.limit}): wait "
+            f"{_seconds(limited.retry_after)} and post it again."
+        )
+        response = await _render_post(request, post, form, status=429)
+        response.headers["Retry-After"] = str(limited.retry_after)
+        return response
     if not form.validate():
         return await _render_post(request, post, form, status=400)
     added = Comment(post_id=post.id, author_id=user.id, body=form.body)
     session.add(added)
     await session.flush()  # for its id in the link below; committed after the handler
-    location = url_for(request, "blog:detail", slug=post.slug)
+    # The new comment is the last: on the last page.
+    last = -(-(await comment_count(session, post)) // COMMENTS_PER_PAGE)
+    location = url_for(request, "blog:detail", slug=post.slug, page=last if last > 1 else None)
     raise web.HTTPSeeOther(f"{location}#comment-{added.id}")
 
 
 async def _render_post(
-    request: web.Request, post: Post, form: CommentForm, *, status: int = 200
+    request: web.Request,
+    post: Post,
+    form: CommentForm,
+    *,
+    page: str | None = "last",
+    status: int = 200,
 ) -> web.Response:
-    context = {"post": post, "form": form, "can_edit": await can_edit(request, post)}
+    """The post's page with one page of its comments: a form sent back shows the last,
+    where the comment will go."""
+    comments = await paginate(
+        db_session(request), post_comments(post), page=page, per_page=COMMENTS_PER_PAGE
+    )
+    context = {
+        "post": post,
+        "comments": comments,
+        "form": form,
+        "can_edit": await can_edit(request, post),
+    }
     return await render(request, "blog/detail.html", context, status=status)
+
+
+def _seconds(count: int) -> str:
+    return "1 second" if count == 1 else f"{count} seconds"
 
 
 class NewPost(web.View):

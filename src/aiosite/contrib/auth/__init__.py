@@ -25,6 +25,7 @@ from .permissions import (
     remove_from_group,
     revoke,
 )
+from .ratelimit_keys import by_user_or_address
 from .redirects import safe_next
 from .state import passwords_of, setup, site_permissions
 from .templating import has_perm_global, user_context
@@ -68,6 +69,7 @@ __all__ = [
     "app",
     "auth_settings",
     "authenticate",
+    "by_user_or_address",
     "current_user",
     "get_or_create_group",
     "get_permissions",

@@ -13,7 +13,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from aiohttp import web
 
-from aiosite import wants_json
+from aiosite import request_of, wants_json
 
 from .config import auth_settings
 from .permissions import UnknownPermission, check_known
@@ -31,7 +31,7 @@ def login_required(handler: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[
 
     @functools.wraps(handler)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        request = _request_of(args, handler)
+        request = request_of(args, decorator="@login_required", handler=handler)
         user = await current_user(request)
         if not user.is_authenticated:
             raise login_needed(request)
@@ -51,7 +51,7 @@ def permission_required(
     def decorator(handler: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         @functools.wraps(handler)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            request = _request_of(args, handler)
+            request = request_of(args, decorator="@permission_required", handler=handler)
             user = await current_user(request)
             if not user.is_authenticated:
                 raise login_needed(request)
@@ -70,18 +70,6 @@ def permission_required(
         return wrapper
 
     return decorator
-
-
-def _request_of(args: tuple[Any, ...], handler: Callable[..., Any]) -> web.Request:
-    first = args[0] if args else None
-    if isinstance(first, web.Request):
-        return first
-    if isinstance(first, web.View):
-        return first.request
-    raise TypeError(
-        f"{handler.__qualname__}: the auth decorators go on handlers that take the request, "
-        "or on the methods of a web.View"
-    )
 
 
 def login_needed(request: web.Request, next_path: str | None = None) -> web.HTTPException:

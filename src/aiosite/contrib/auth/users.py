@@ -21,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiosite import (
     Settings,
+    database_failed,
     db_session,
     get_session,
     rotate_csrf_token,
     rotate_session,
+    session_store_failed,
     settings_of,
 )
 
@@ -92,10 +94,17 @@ async def current_user(request: web.Request) -> AnyUser:
     """The logged-in ``User``, or an ``AnonymousUser`` (``is_authenticated`` False).
 
     A session whose user is gone, inactive, or has changed password since it logged in
-    is anonymous (and forgets its user).
+    is anonymous (and forgets its user). On the error page of a request whose database
+    or session store failed (``aiosite.database_failed``, ``aiosite.session_store_failed``)
+    the user is anonymous without a query.
     """
     user = request.get(CURRENT_USER)
     if user is None or (isinstance(user, User) and _stale(user)):
+        if database_failed(request) or session_store_failed(request):
+            # The error page of a database or session store outage: the user is shown
+            # as unknown rather than failing the page a second time. The browser session
+            # is left as it is, so the user is still logged in once the outage is over.
+            return AnonymousUser()
         user = await _load_user(request)
         request[CURRENT_USER] = user
     return user
@@ -206,5 +215,7 @@ async def user_has_perm(request: web.Request, perm: str) -> bool:
     if not isinstance(user, User):
         return False
     if user.is_active and not user.is_superuser:
+        if user._loaded_permissions is None and database_failed(request):
+            return False  # an outage's error page: unknown, so not granted
         await get_permissions(db_session(request), user)
     return user.has_perm(perm)
