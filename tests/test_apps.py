@@ -23,6 +23,7 @@ from aiosite import (
 from aiosite.apps import APPS
 from aiosite.site import BATTERIES
 from aiosite.web.static import StaticSettings
+from tests.cli_runner import invoke, one_line_error
 from tests.conftest import ProjectFactory, site_client
 
 BLOG = {
@@ -92,6 +93,53 @@ def test_a_contrib_app_that_does_not_exist(make_project: ProjectFactory) -> None
         "apps: cannot import 'aiosite.contrib.admin': aiosite has no contrib app 'admin' "
         "(the contrib apps are: aiosite.contrib.auth)"
     )
+
+
+def listed_apps(apps: str) -> str:
+    return f"site:\n  package: PKG\napps:\n  - {apps}\n"
+
+
+def test_a_misspelled_app_is_corrected_part_by_part(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_project(default_yaml=listed_apps("aiosite.contri.auth"))
+    result = invoke(capsys, ["--project", str(root), "routes"])
+    one_line_error(
+        result,
+        "there is no module 'aiosite.contri' (in 'aiosite.contri.auth'); "
+        "did you mean 'aiosite.contrib.auth'?",
+    )
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [
+        "PKG.home.nope",  # home has routes.py, a module: not an app to suggest
+        "yamll.blog",  # close to PyYAML's yaml, which is no app of this project
+        "aiosite.wbe",  # close to aiosite.web, which is no app either
+    ],
+)
+def test_only_apps_are_suggested(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str], listed: str
+) -> None:
+    root = make_project(default_yaml=listed_apps(listed))
+    result = invoke(capsys, ["--project", str(root), "routes"])
+    line = one_line_error(result, "there is no module")
+    assert "did you mean" not in line
+
+
+def test_where_an_import_failed_is_shown_from_the_project(
+    make_project: ProjectFactory,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    root = make_project({"PKG/broken/__init__.py": "\nimport nosuchmodule_xyz\n"}, apps=["broken"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = invoke(capsys, ["--project", str(root), "routes"])
+    assert one_line_error(result).endswith(f"(at {root.name}/broken/__init__.py:2)")
 
 
 def test_app_whose_import_fails_shows_the_cause(make_project: ProjectFactory) -> None:

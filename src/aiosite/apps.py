@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import importlib.metadata
 import importlib.util
 import inspect
 import pkgutil
@@ -171,7 +170,7 @@ def load_apps(settings: Settings) -> AppRegistry:
     names: dict[str, str] = {}
     prefixes: dict[str, str] = {}
     for dotted in settings.apps:
-        app = _load_app(dotted)
+        app = _load_app(dotted, settings.project_dir)
         if app.name in names:
             raise ImproperlyConfigured(
                 f"apps: {names[app.name]!r} and {dotted!r} are both named {app.name!r}; "
@@ -190,8 +189,8 @@ def load_apps(settings: Settings) -> AppRegistry:
     return AppRegistry(loaded, load_project_hooks(settings))
 
 
-def _load_app(dotted: str) -> LoadedApp:
-    module = _import(dotted, what="apps")
+def _load_app(dotted: str, project_dir: Path) -> LoadedApp:
+    module = _import(dotted, project_dir, what="apps")
     if module.__file__ is None:
         raise ImproperlyConfigured(f"apps: {dotted!r} must be a regular package with __init__.py")
     config = getattr(module, "app", None)
@@ -223,8 +222,8 @@ def _load_app(dotted: str) -> LoadedApp:
         config=config,
         module=module,
         path=Path(module.__file__).parent,
-        routes_module=_import_optional(f"{dotted}.routes"),
-        models_module=_import_optional(f"{dotted}.models"),
+        routes_module=_import_optional(f"{dotted}.routes", project_dir),
+        models_module=_import_optional(f"{dotted}.models", project_dir),
     )
 
 
@@ -232,8 +231,8 @@ def load_project_hooks(settings: Settings) -> ProjectHooks:
     package_name = settings.site.package
     if not package_name:
         return ProjectHooks()
-    package = _import(package_name, what="site.package")
-    hooks = _import_optional(f"{package_name}.site")
+    package = _import(package_name, settings.project_dir, what="site.package")
+    hooks = _import_optional(f"{package_name}.site", settings.project_dir)
     if hooks is None:
         return ProjectHooks(package=package)
     setup = getattr(hooks, "setup", None)
@@ -261,15 +260,15 @@ def _check_setup(setup: Callable[..., object] | None, where: str) -> None:
         return
 
 
-def _import(dotted: str, *, what: str) -> ModuleType:
+def _import(dotted: str, project_dir: Path, *, what: str) -> ModuleType:
     try:
         return importlib.import_module(dotted)
     except ModuleNotFoundError as exc:
         if exc.name is not None and (exc.name == dotted or dotted.startswith(exc.name + ".")):
             raise ImproperlyConfigured(_no_such_module(dotted, exc.name, what)) from None
-        raise ImproperlyConfigured(_failed_inside(dotted, exc, what)) from None
+        raise ImproperlyConfigured(_failed_inside(dotted, exc, what, project_dir)) from None
     except ImportError as exc:
-        raise ImproperlyConfigured(_failed_inside(dotted, exc, what)) from None
+        raise ImproperlyConfigured(_failed_inside(dotted, exc, what, project_dir)) from None
     except Exception as exc:
         raise ImproperlyConfigured(
             f"{what}: importing {dotted!r} failed: {type(exc).__name__}: {exc}"
@@ -280,34 +279,63 @@ def _import(dotted: str, *, what: str) -> ModuleType:
 
 
 def _no_such_module(dotted: str, missing: str, what: str) -> str:
-    """The listed module (or a package above it) does not exist: say which, and what
-    does exist nearby."""
+    """The listed module (or a package above it) does not exist: say which, and which
+    app was probably meant."""
     parent, _, last = missing.rpartition(".")
     if missing == "aiosite.contrib" or parent == "aiosite.contrib":
-        contrib = ", ".join(f"aiosite.contrib.{name}" for name in _submodules("aiosite.contrib"))
+        contrib = ", ".join(f"aiosite.contrib.{name}" for name in _packages("aiosite.contrib"))
         return (
             f"{what}: cannot import {dotted!r}: aiosite has no contrib app {last!r} "
             f"(the contrib apps are: {contrib or 'none'})"
         )
     where = f"{missing!r}" if missing == dotted else f"{missing!r} (in {dotted!r})"
-    if parent:
-        candidates = [f"{parent}.{name}" for name in _submodules(parent)]
-    else:
-        projects = _project_packages()
-        candidates = [*projects, *(f"{p}.{name}" for p in projects for name in _submodules(p))]
-        candidates += importlib.metadata.packages_distributions()
-    close = difflib.get_close_matches(missing, candidates, n=1, cutoff=0.75)
-    if not close:  # `blog` for `mysite.blog`, `mysite.blgo` for `mysite.blog`
-        by_last = {c.rpartition(".")[2]: c for c in reversed(candidates)}
-        close = [by_last[m] for m in difflib.get_close_matches(last, by_last, n=1, cutoff=0.75)]
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    meant = _meant_app(dotted)
+    hint = f"; did you mean {meant!r}?" if meant else ""
     return (
         f"{what}: cannot import {dotted!r}: there is no module {where}{hint} "
         "(list an app by its dotted package name, e.g. mysite.blog)"
     )
 
 
-def _failed_inside(dotted: str, exc: ImportError, what: str) -> str:
+def _meant_app(dotted: str) -> str | None:
+    """The app ``dotted`` is a misspelling of, if one is close: each dotted part in turn,
+    kept or corrected against the packages at its level (at the top, the project's
+    packages and ``aiosite``, whose only apps are its contrib apps). A name without a dot
+    is compared with the project's apps, the contrib apps (``blog`` for ``mysite.blog``)
+    and the top-level importable packages."""
+    if "." not in dotted:
+        return _meant_undotted(dotted)
+    choices = [*_project_packages(), "aiosite"]
+    meant: list[str] = []
+    for part in dotted.split("."):
+        if part in choices or (not meant and _installed(part)):
+            name: str | None = part
+        else:
+            name = next(iter(difflib.get_close_matches(part, choices, n=1, cutoff=0.75)), None)
+        if name is None:
+            return None
+        meant.append(name)
+        choices = _packages(".".join(meant))
+    found = ".".join(meant)
+    return found if found != dotted else None
+
+
+def _meant_undotted(name: str) -> str | None:
+    projects = _project_packages()
+    candidates = [
+        *projects,
+        *(f"{project}.{app}" for project in projects for app in _packages(project)),
+        *(f"aiosite.contrib.{app}" for app in _packages("aiosite.contrib")),
+        *(info.name for info in pkgutil.iter_modules() if info.ispkg),
+    ]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
+    if not close:  # `blog` for `mysite.blog`
+        by_last = {c.rpartition(".")[2]: c for c in reversed(candidates)}
+        close = [by_last[m] for m in difflib.get_close_matches(name, by_last, n=1, cutoff=0.75)]
+    return close[0] if close else None
+
+
+def _failed_inside(dotted: str, exc: ImportError, what: str, project_dir: Path) -> str:
     """The listed module exists, but its own code imports something that does not."""
     if not isinstance(exc, ModuleNotFoundError) or not exc.name:
         missing = f"fails to import: {exc}"
@@ -320,7 +348,11 @@ def _failed_inside(dotted: str, exc: ImportError, what: str) -> str:
         for frame in traceback.extract_tb(exc.__traceback__)
         if not frame.filename.startswith("<") and frame.filename != __file__
     ]
-    where = f" (at {_shown(frames[-1].filename)}:{frames[-1].lineno})" if frames else ""
+    where = (
+        f" (at {shown_path(frames[-1].filename, project_dir)}:{frames[-1].lineno})"
+        if frames
+        else ""
+    )
     return f"{what}: {dotted!r} was found, but its code {missing}{where}"
 
 
@@ -331,14 +363,20 @@ def _installed(name: str) -> bool:
         return False
 
 
-def _submodules(package: str) -> list[str]:
+def _packages(package: str) -> list[str]:
+    """The packages (not the plain modules) directly inside ``package``; inside
+    ``aiosite``, only ``contrib`` (aiosite's other packages are not apps)."""
+    if package == "aiosite":
+        return ["contrib"]
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         return []
     if spec is None or spec.submodule_search_locations is None:
         return []
-    return sorted(name for _, name, _ in pkgutil.iter_modules(spec.submodule_search_locations))
+    return sorted(
+        info.name for info in pkgutil.iter_modules(spec.submodule_search_locations) if info.ispkg
+    )
 
 
 def _project_packages() -> list[str]:
@@ -351,15 +389,16 @@ def _project_packages() -> list[str]:
     return found
 
 
-def _shown(filename: str) -> str:
-    path = Path(filename)
+def shown_path(filename: str | Path, project_dir: Path) -> str:
+    """A file as messages name it: relative to the project directory when it is inside
+    it (wherever the command runs from), else as given."""
     try:
-        return str(path.relative_to(Path.cwd()))
+        return str(Path(filename).resolve().relative_to(project_dir.resolve()))
     except ValueError:
-        return filename
+        return str(filename)
 
 
-def _import_optional(dotted: str) -> ModuleType | None:
+def _import_optional(dotted: str, project_dir: Path) -> ModuleType | None:
     """Import ``dotted`` if the module exists; its own import errors still surface."""
     try:
         spec = importlib.util.find_spec(dotted)
@@ -367,4 +406,4 @@ def _import_optional(dotted: str) -> ModuleType | None:
         return None
     if spec is None:
         return None
-    return _import(dotted, what="apps")
+    return _import(dotted, project_dir, what="apps")

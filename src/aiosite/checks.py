@@ -61,7 +61,7 @@ def _key_of(problem: Problem) -> str:
 def _check_templates(app: web.Application, project_dir: Path) -> list[Problem]:
     # Every template the site can load is compiled; url()/static() calls with literal
     # arguments must name a route and a static file that exist.
-    return [Problem(level, message) for level, message in template_problems(app, project_dir)]
+    return [Problem("error", message) for message in template_problems(app, project_dir)]
 
 
 def _check_namespaces(app: web.Application) -> list[Problem]:

@@ -159,6 +159,28 @@ def test_check_reports_unknown_routes_and_static_files_in_templates(
     ]
 
 
+def test_check_leaves_a_templates_own_url_and_static_alone(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Each template binds url or static itself, then calls it with what is no route or file.
+    templates = {
+        "set.html": "{% set url = make_url %}{{ url('nothing') }}",
+        "macro.html": "{% macro link(url) %}{{ url('nothing') }}{% endmacro %}",
+        "for.html": "{% for static in helpers %}{{ static('no/file.css') }}{% endfor %}",
+        "import.html": "{% from 'home/lib.html' import url %}{{ url('nothing') }}",
+        "lib.html": "{% macro url(name) %}/{{ name }}{% endmacro %}{{ url('nothing') }}",
+        "checked.html": "{% set other = 1 %}{{ url('nothing') }}",
+    }
+    root = make_project({f"PKG/home/templates/home/{n}": t for n, t in templates.items()})
+    code, out, _ = run_cli(capsys, "--project", str(root), "check")
+    assert code == 1
+    assert out.strip().splitlines() == [
+        f"error: template {root.name}/home/templates/home/checked.html:1: url('nothing'): "
+        "no route named 'nothing'; route names have the form 'app:name'",
+        "1 error(s), 0 warning(s)",
+    ]
+
+
 def test_check_reports_a_route_call_missing_a_parameter(
     make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
 ) -> None:

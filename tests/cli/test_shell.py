@@ -8,6 +8,7 @@ import pty
 import select
 import signal
 import subprocess
+import textwrap
 import time
 from pathlib import Path
 
@@ -82,6 +83,12 @@ def titles(database: TestDatabase, table: str) -> list[str]:
             await db.dispose()
 
     return asyncio.run(query())
+
+
+def code_output(stderr: str) -> list[str]:
+    """The lines of stderr after the site's startup warnings (the test settings have no
+    secret key)."""
+    return [line for line in stderr.splitlines() if not line.startswith("security.")]
 
 
 def test_command_inserts_and_selects_rows(project: Path, database: TestDatabase) -> None:
@@ -198,3 +205,68 @@ def test_interactive_console_with_top_level_await(project: Path, database: TestD
             proc.wait()
         os.close(controller)
     assert titles(database, f"{project.name}_post") == ["typed"]
+
+
+@pytest.mark.db_backends("sqlite")
+@pytest.mark.parametrize("how", ["-c", "stdin"])
+def test_a_syntax_error_is_shown_alone(project: Path, database: TestDatabase, how: str) -> None:
+    source = "db.add(Post(title='never'))\nx = (1,\n"
+    if how == "-c":
+        result = aiosite(project, "shell", "-c", source)
+    else:
+        result = aiosite(project, "shell", input=source)
+    assert result.returncode == 1
+    filename = "<command>" if how == "-c" else "<stdin>"
+    # Python's own lines for it (the file, the line, a caret, the error), nothing of aiosite's.
+    assert code_output(result.stderr) == [
+        f'  File "{filename}", line 2',
+        "    x = (1,",
+        "        ^",
+        "SyntaxError: '(' was never closed",
+    ]
+    assert "cleanup hook ran" in result.stdout
+    assert titles(database, f"{project.name}_post") == []
+
+
+@pytest.mark.db_backends("sqlite")
+def test_sys_exit_gives_the_exit_status(project: Path, database: TestDatabase) -> None:
+    add = "db.add(Post(title={!r})); await db.flush(); import sys; "
+    result = aiosite(project, "shell", "-c", add.format("three") + "sys.exit(3)")
+    assert (result.returncode, code_output(result.stderr)) == (3, [])
+    result = aiosite(project, "shell", "-c", add.format("message") + "sys.exit('stopped: why')")
+    assert (result.returncode, code_output(result.stderr)) == (1, ["stopped: why"])
+    # Only a status of 0 commits.
+    assert titles(database, f"{project.name}_post") == []
+    result = aiosite(project, "shell", "-c", add.format("zero") + "sys.exit(0)")
+    assert (result.returncode, code_output(result.stderr)) == (0, [])
+    assert titles(database, f"{project.name}_post") == ["zero"]
+
+
+FAILING_STARTUP = """
+    from collections.abc import AsyncIterator
+
+    from aiohttp import web
+
+
+    def setup(app: web.Application, settings: object, registry: object) -> None:
+        async def resource(app: web.Application) -> AsyncIterator[None]:
+            print("resource opened", flush=True)
+            yield
+            print("resource closed", flush=True)
+
+        async def fails(app: web.Application) -> None:
+            raise RuntimeError("the cache is down")
+
+        app.cleanup_ctx.append(resource)
+        app.on_startup.append(fails)
+"""
+
+
+@pytest.mark.db_backends("sqlite")
+def test_a_failing_start_still_cleans_up(project: Path, database: TestDatabase) -> None:
+    (project / project.name / "site.py").write_text(textwrap.dedent(FAILING_STARTUP))
+    result = aiosite(project, "shell", "-c", "1")
+    assert result.returncode == 2
+    [error] = code_output(result.stderr)
+    assert error.startswith("error: starting the site failed: RuntimeError: the cache is down")
+    assert result.stdout.splitlines() == ["resource opened", "resource closed"]

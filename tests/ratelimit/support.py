@@ -8,8 +8,10 @@ from tests.conftest import ProjectFactory
 
 ROUTES = """\
 from aiohttp import web
+from wtforms import StringField
 
-from aiosite import Routes, csrf_exempt, hit_rate_limit, rate_limit
+from aiosite import Routes, csrf_exempt, hit_rate_limit, rate_limit, render
+from aiosite.forms import Form
 
 routes = Routes()
 
@@ -74,6 +76,29 @@ async def inside(request: web.Request) -> web.Response:
     if not result.allowed:
         return web.Response(text=f"wait {result.retry_after}s ({result.limit})", status=429)
     return web.Response(text="inside")
+
+
+class CommentForm(Form):
+    body = StringField("Comment")
+
+
+# As docs/rate-limits.md shows it: the form again, with what was typed and the wait.
+@routes.post("/inside-form", name="inside_form")
+@csrf_exempt
+async def inside_form(request: web.Request) -> web.Response:
+    form = await CommentForm.from_request(request)
+    result = await hit_rate_limit(request, "1/minute", key=by_token, scope="comments")
+    if not result.allowed:
+        form.add_error("body", f"Wait {result.retry_after} seconds and send it again.")
+        response = await render(request, "home/form.html", {"form": form}, status=429)
+        response.headers["Retry-After"] = str(result.retry_after)
+        return response
+    return web.Response(text="sent")
+"""
+
+FORM_HTML = """\
+{% for error in form.body.errors %}<p class="error">{{ error }}</p>{% endfor %}
+<textarea name="body">{{ form.body.data }}</textarea>
 """
 
 # Other addresses through a proxy the site trusts.
@@ -82,7 +107,8 @@ TRUSTED_PROXY = "security:\n  trust_proxy_headers: true\n"
 
 def limited_project(make_project: ProjectFactory, test_yaml: str = "") -> Path:
     return make_project(
-        {"PKG/home/routes.py": ROUTES}, env_yaml={"test": TRUSTED_PROXY + test_yaml}
+        {"PKG/home/routes.py": ROUTES, "PKG/home/templates/home/form.html": FORM_HTML},
+        env_yaml={"test": TRUSTED_PROXY + test_yaml},
     )
 
 

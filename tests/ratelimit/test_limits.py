@@ -122,6 +122,22 @@ async def test_a_handler_can_answer_a_refusal_its_own_way(make_project: ProjectF
         assert "Retry-After" not in refused.headers
 
 
+async def test_a_refused_form_comes_back_with_its_error_and_what_was_typed(
+    make_project: ProjectFactory,
+) -> None:
+    # docs/rate-limits.md's hit_rate_limit example: form.add_error on an aiosite Form.
+    token = {"X-Token": "alice"}
+    async with site_client(limited_project(make_project)) as client:
+        sent = await client.post("/inside-form", data={"body": "first"}, headers=token)
+        assert (sent.status, await sent.text()) == (200, "sent")
+        refused = await client.post("/inside-form", data={"body": "second"}, headers=token)
+        assert refused.status == 429
+        seconds = a_minute_at_most(refused.headers["Retry-After"])
+        html = await refused.text()
+        assert f'<p class="error">Wait {seconds} seconds and send it again.</p>' in html
+        assert '<textarea name="body">second</textarea>' in html
+
+
 async def test_limits_can_be_turned_off(make_project: ProjectFactory) -> None:
     root = limited_project(make_project, "ratelimit:\n  enabled: false\n")
     async with site_client(root) as client:

@@ -110,14 +110,48 @@ async def test_limits_are_back_when_redis_answers_again(
 
 
 async def test_a_site_that_fails_closed_answers_503(
-    make_project: ProjectFactory, key_prefix: str
+    make_project: ProjectFactory, key_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     down = f"redis://127.0.0.1:{closed_port()}/0"
     yaml = redis_yaml(key_prefix, url=down, extra="  fail_open: false\n")
     async with site_client(limited_project(make_project, yaml)) as client:
-        refused = await client.get("/limited")
+        with caplog.at_level(logging.INFO, logger="aiosite.ratelimit"):
+            refused = await client.get("/limited")
         assert refused.status == 503
         assert refused.headers["Retry-After"] == "5"
         assert "try again shortly" in await refused.text()
         # Routes without a limit do not touch the store.
         assert (await client.get("/comments")).ok
+    # The warning says what happens in this mode: refused, not "off".
+    reports = [r.getMessage() for r in caplog.records if r.name == "aiosite.ratelimit"]
+    assert len(reports) == 1
+    assert "Rate limits cannot be counted" in reports[0]
+    assert "rate-limited requests get 503" in reports[0]
+    assert "let through" not in reports[0]
+
+
+async def test_hit_rate_limit_raises_503_when_the_store_is_down_and_fails_closed(
+    make_project: ProjectFactory, key_prefix: str
+) -> None:
+    # hit_rate_limit never refuses for being over the limit, but an outage is not that:
+    # the handler's own answer (its "wait" text) is not reached.
+    down = f"redis://127.0.0.1:{closed_port()}/0"
+    yaml = redis_yaml(key_prefix, url=down, extra="  fail_open: false\n")
+    async with site_client(limited_project(make_project, yaml)) as client:
+        refused = await client.get("/inside", headers={"X-Token": "alice"})
+        assert refused.status == 503
+        assert refused.headers["Retry-After"] == "5"
+        assert "try again shortly" in await refused.text()
+        # An exempt request (no token) is not counted, so the outage does not touch it.
+        assert await (await client.get("/inside")).text() == "inside"
+
+
+async def test_hit_rate_limit_lets_requests_through_when_the_store_is_down_and_fails_open(
+    make_project: ProjectFactory, key_prefix: str
+) -> None:
+    down = f"redis://127.0.0.1:{closed_port()}/0"
+    yaml = redis_yaml(key_prefix, url=down, extra="  outage_retry: 0\n")
+    async with site_client(limited_project(make_project, yaml)) as client:
+        for _ in range(3):
+            served = await client.get("/inside", headers={"X-Token": "alice"})
+            assert (served.status, await served.text()) == (200, "inside")

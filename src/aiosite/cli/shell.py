@@ -4,7 +4,7 @@ Like ``python -m asyncio``: the event loop runs in the main thread, the console 
 a thread of its own, and code is compiled with top-level ``await`` allowed. The site's
 startup work runs first (its database connects) and its cleanup runs on exit. ``db`` is
 an ORM session on the site's database: committed when the shell ends normally, rolled
-back when the code given with ``-c`` or on stdin fails.
+back when the code given with ``-c`` or on stdin fails (or exits with a status other than 0).
 """
 
 from __future__ import annotations
@@ -67,16 +67,17 @@ def shell(
         source = sys.stdin.read()
     with asyncio.Runner() as runner:
         started = runner.run(_start(settings))
-        ok = False
+        status = 1
         try:
             if source is None:
-                ok = _interact(runner.get_loop(), started)
+                _interact(runner.get_loop(), started)
+                status = 0
             else:
-                ok = runner.run(run_source(source, filename, started.namespace))
+                status = runner.run(run_source(source, filename, started.namespace))
         finally:
-            runner.run(started.stop(commit=ok))
-    if not ok:
-        raise typer.Exit(1)
+            runner.run(started.stop(commit=status == 0))
+    if status != 0:
+        raise typer.Exit(status)
 
 
 @dataclass
@@ -115,13 +116,16 @@ async def _start(settings: Settings) -> Started:
     runner = web.AppRunner(app)
     try:
         await runner.setup()  # the site's startup work: on_startup, cleanup_ctx
-    except AiositeError:
-        raise
-    except Exception as exc:
+        database = database_of(app)
+        db = database.session()
+    except BaseException as exc:
+        # What did start (a cleanup_ctx entered before a failing on_startup) is undone.
+        await _cleanup_after_failed_start(runner, settings)
+        if isinstance(exc, AiositeError) or not isinstance(exc, Exception):
+            raise
         raise CommandError(
             "starting the site failed: " + describe_error(exc, settings.project_dir)
         ) from None
-    db = database_of(app).session()
     namespace: dict[str, Any] = {
         "__name__": "__console__",
         "__builtins__": __builtins__,
@@ -144,7 +148,7 @@ async def _start(settings: Settings) -> Started:
             models.append(f"({qualified}: the name {name} is taken)")
     banner = (
         f"aiosite shell: {settings.site.name!r} ({settings.env}), database "
-        f"{database_of(app).safe_url}\n"
+        f"{database.safe_url}\n"
         "Ready: app, settings, db (an AsyncSession: committed when you leave), "
         "select, update, delete, func, asyncio\n"
         f"Models: {', '.join(models) or 'none'}\n"
@@ -153,35 +157,70 @@ async def _start(settings: Settings) -> Started:
     return Started(runner, db, namespace, banner)
 
 
-async def run_source(source: str, filename: str, namespace: dict[str, Any]) -> bool:
+async def _cleanup_after_failed_start(runner: web.AppRunner, settings: Settings) -> None:
+    """The site's cleanup after its start failed; the start's error is the one reported,
+    a failing cleanup only adds a line."""
+    try:
+        await runner.cleanup()
+    except Exception as exc:
+        print(
+            "cleaning up after the failed start failed too: "
+            + describe_error(exc, settings.project_dir),
+            file=sys.stderr,
+        )
+
+
+async def run_source(source: str, filename: str, namespace: dict[str, Any]) -> int:
     """Run ``source`` as a script with top-level await; print the value of a last
-    expression. False, with the traceback on stderr, when it raises."""
+    expression. Return the exit status, as ``python`` would: 0; the code of a
+    ``SystemExit``; 1, with the error on stderr, when the code does not compile or raises."""
     # Tracebacks then show the lines, as for a file.
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     try:
-        tree = ast.parse(source, filename)
-        last = tree.body[-1] if tree.body else None
-        if isinstance(last, ast.Expr):
-            tree.body.pop()
-        else:
-            last = None
-        await _run(compile(tree, filename, "exec", flags=FLAGS), namespace)
+        body, last = _compile(source, filename)
+    except SyntaxError as exc:  # nothing ran: no traceback, the line and a caret
+        print("".join(traceback.format_exception_only(exc)), end="", file=sys.stderr)
+        return 1
+    try:
+        await _run(body, namespace)
         if last is not None:
-            expression = ast.Expression(last.value)
-            value = await _run(compile(expression, filename, "eval", flags=FLAGS), namespace)
+            value = await _run(last, namespace)
             if inspect.isawaitable(value):
                 value = await value
             if value is not None:
                 print(repr(value), flush=True)
     except SystemExit as exc:
-        return exc.code in (None, 0)
+        return _exit_status(exc)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | asyncio.CancelledError):
             print("KeyboardInterrupt", file=sys.stderr)
-            return False
+            return 1
         print(_user_traceback(exc, filename), end="", file=sys.stderr)
-        return False
-    return True
+        return 1
+    return 0
+
+
+def _compile(source: str, filename: str) -> tuple[types.CodeType, types.CodeType | None]:
+    """The statements of ``source``, and its last expression (whose value is printed)
+    compiled on its own."""
+    tree = ast.parse(source, filename)
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, ast.Expr):
+        return compile(tree, filename, "exec", flags=FLAGS), None
+    tree.body.pop()
+    body = compile(tree, filename, "exec", flags=FLAGS)
+    return body, compile(ast.Expression(last.value), filename, "eval", flags=FLAGS)
+
+
+def _exit_status(exc: SystemExit) -> int:
+    """The status ``sys.exit(code)`` gives: 0 for None, the number, or 1 with a message
+    (printed on stderr) as Python does."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
 
 
 async def _run(compiled: types.CodeType, namespace: dict[str, Any]) -> Any:
@@ -241,7 +280,7 @@ class AsyncConsole(code.InteractiveConsole):
             self.running.cancel()
 
 
-def _interact(loop: asyncio.AbstractEventLoop, started: Started) -> bool:
+def _interact(loop: asyncio.AbstractEventLoop, started: Started) -> None:
     console = AsyncConsole(started.namespace, loop)
     with_readline()
 
@@ -258,7 +297,6 @@ def _interact(loop: asyncio.AbstractEventLoop, started: Started) -> bool:
         loop.run_forever()
     finally:
         loop.remove_signal_handler(signal.SIGINT)
-    return True
 
 
 def with_readline() -> None:

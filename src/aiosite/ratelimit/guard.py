@@ -67,7 +67,12 @@ async def hit_rate_limit(
 ) -> RateLimitResult:
     """Count this request against ``limit`` and say whether it is allowed, without
     refusing it: for a handler that answers a refusal its own way. ``scope`` defaults
-    to the route (its method and path pattern)."""
+    to the route (its method and path pattern).
+
+    Being over the limit is never raised, but an outage of the store can be: while a
+    Redis store is down, ``ratelimit.fail_open: false`` raises 503 Service Unavailable
+    (with ``Retry-After``) from here, as it does for ``@rate_limit``; ``fail_open:
+    true`` (the default) returns an allowed result."""
     item = parse_limit(limit)
     _check_cost(cost, item.amount)
     return await _hit(request, item, key, scope or _route_scope(request), cost)
@@ -92,12 +97,15 @@ async def check_rate_limit(
 async def _hit(
     request: web.Request, item: RateLimitItem, key: RateLimitKey, scope: str, cost: int
 ) -> RateLimitResult:
+    limiter = rate_limiter_of(request)
+    if not limiter.enabled:  # before the key, which may load the user and the session
+        return RateLimitResult(True, str(item))
     identity = key(request)
     if inspect.isawaitable(identity):
         identity = await identity
     if identity is None:  # exempt
         return RateLimitResult(True, str(item))
-    return await rate_limiter_of(request).hit(item, scope, identity, cost=cost)
+    return await limiter.hit(item, scope, identity, cost=cost)
 
 
 def too_many_requests(result: RateLimitResult) -> web.HTTPTooManyRequests:

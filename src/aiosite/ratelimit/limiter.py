@@ -68,9 +68,14 @@ class RateLimiter:
         self._strategy: MovingWindowRateLimiter | None = None
         self._storage: MemoryStorage | RedisStorage | None = None
         self._client: aioredis.Redis | None = None
-        # An outage of the storage: when it started being one, and when to ask again.
+        # Whether the store is in an outage (reported once), and when to ask it again.
         self._down = False
         self._retry_at = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        """``ratelimit.enabled``: false lets every request through uncounted."""
+        return self.config.enabled
 
     async def hit(
         self, limit: RateLimitItem, scope: str, key: str, *, cost: int = 1
@@ -125,17 +130,17 @@ class RateLimiter:
     def _failed(self, error: Exception, described: str) -> RateLimitResult:
         if not self._down:
             self._down = True
-            action = (
-                "requests are let through unlimited"
-                if self.config.fail_open
-                else "rate-limited requests get 503"
-            )
-            logger.warning(
-                "Rate limits are off: their Redis store failed (%s: %s); %s until it answers again",
-                type(error).__name__,
-                error,
-                action,
-            )
+            if self.config.fail_open:
+                message = (
+                    "Rate limits are off: their Redis store failed (%s: %s); requests are "
+                    "let through unlimited until it answers again"
+                )
+            else:
+                message = (
+                    "Rate limits cannot be counted: their Redis store failed (%s: %s); "
+                    "rate-limited requests get 503 until it answers again"
+                )
+            logger.warning(message, type(error).__name__, error)
         self._retry_at = time.monotonic() + self.config.outage_retry
         return self._unavailable(described)
 

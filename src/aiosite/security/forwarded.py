@@ -39,9 +39,11 @@ def client_address(request: web.Request) -> str | None:
     entry of ``X-Forwarded-For``, which nginx's ``$proxy_add_x_forwarded_for`` appends;
     entries before it are what the client claimed and are not trusted)."""
     if settings_of(request).security.trust_proxy_headers:
-        forwarded = request.headers.get(hdrs.X_FORWARDED_FOR)
+        # Every header line: a proxy may add a line of its own rather than append to the
+        # client's, and the last entry of the last line is the one it vouches for.
+        forwarded = request.headers.getall(hdrs.X_FORWARDED_FOR, ())
         if forwarded:
-            last = forwarded.rpartition(",")[2].strip()
+            last = forwarded[-1].rpartition(",")[2].strip()
             if last:
                 return last
     return request.remote

@@ -89,7 +89,7 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
     template_globals = app.get(TEMPLATE_GLOBALS)
     if template_globals is not None:
         # An app's own template_globals win (a CDN's static(), say).
-        template_globals.setdefault("static", _static_global)
+        template_globals.setdefault("static", static_global)
 
 
 battery = Battery("aiosite.static", _attach, {"static": StaticSettings})
@@ -103,7 +103,7 @@ def static_url(target: web.Request | web.Application, path: str) -> str:
 
 
 @jinja2.pass_context
-def _static_global(ctx: jinja2.runtime.Context, path: str) -> str:
+def static_global(ctx: jinja2.runtime.Context, path: str) -> str:
     """``{{ static("blog/site.css") }}`` in templates."""
     request: web.Request = ctx["request"]
     return request.config_dict[STATIC_FILES].url(path)
