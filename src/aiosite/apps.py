@@ -25,7 +25,7 @@ from aiohttp import web
 
 from aiosite.exceptions import CommandError, ImproperlyConfigured
 from aiosite.keys import state_of
-from aiosite.settings import Section, Settings
+from aiosite.settings import Section, Settings, project_relative
 
 if TYPE_CHECKING:
     import typer
@@ -349,7 +349,7 @@ def _failed_inside(dotted: str, exc: ImportError, what: str, project_dir: Path) 
         if not frame.filename.startswith("<") and frame.filename != __file__
     ]
     where = (
-        f" (at {shown_path(frames[-1].filename, project_dir)}:{frames[-1].lineno})"
+        f" (at {project_relative(frames[-1].filename, project_dir)}:{frames[-1].lineno})"
         if frames
         else ""
     )
@@ -387,15 +387,6 @@ def _project_packages() -> list[str]:
         if (path / "config" / "default.yaml").is_file():
             found += [name for _, name, ispkg in pkgutil.iter_modules([str(path)]) if ispkg]
     return found
-
-
-def shown_path(filename: str | Path, project_dir: Path) -> str:
-    """A file as messages name it: relative to the project directory when it is inside
-    it (wherever the command runs from), else as given."""
-    try:
-        return str(Path(filename).resolve().relative_to(project_dir.resolve()))
-    except ValueError:
-        return str(filename)
 
 
 def _import_optional(dotted: str, project_dir: Path) -> ModuleType | None:

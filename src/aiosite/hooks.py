@@ -160,6 +160,15 @@ def _in_circles(edges: list[set[int]], placed: set[int]) -> list[int]:
         left -= behind
 
 
+def _most_specific(table: dict[type[BaseException], T], exc_type: type[BaseException]) -> T | None:
+    """What ``table`` holds for the most specific of ``exc_type``'s classes, if any."""
+    for cls in exc_type.__mro__:
+        found = table.get(cls)
+        if found is not None:
+            return found
+    return None
+
+
 def _names(value: Iterable[str]) -> frozenset[str]:
     # A lone string is one name, not its letters.
     return frozenset([value] if isinstance(value, str) else value)
@@ -223,11 +232,7 @@ class Hooks:
         when it returns None the next more general one does. A later registration for
         the same class replaces the earlier one (an app overrides a battery).
         """
-        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
-            raise ImproperlyConfigured(
-                f"add_exception_handler takes an exception class, not {exc_type!r}"
-            )
-        self._refuse_started(exc_type.__qualname__)
+        self._check_exception_class(exc_type, "add_exception_handler")
         self._exception_handlers[exc_type] = handler
         self._for_type.clear()
 
@@ -253,11 +258,7 @@ class Hooks:
         The hint of the exception's most specific registered class is shown; a later
         registration for the same class replaces the earlier one.
         """
-        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
-            raise ImproperlyConfigured(
-                f"add_exception_hint takes an exception class, not {exc_type!r}"
-            )
-        self._refuse_started(exc_type.__qualname__)
+        self._check_exception_class(exc_type, "add_exception_hint")
         self._hints[exc_type] = hint
 
     def exception_hint(self, exc: BaseException) -> str | None:
@@ -270,10 +271,9 @@ class Hooks:
         for _ in range(5):  # a cause chain is short; a loop in one must not hang here
             if current is None:
                 break
-            for cls in type(current).__mro__:
-                hint = self._hints.get(cls)
-                if hint is not None:
-                    return hint
+            hint = _most_specific(self._hints, type(current))
+            if hint is not None:
+                return hint
             current = current.__cause__
         return None
 
@@ -290,21 +290,19 @@ class Hooks:
         report nothing else. A later registration for the same class replaces the
         earlier one; the marker of the exception's most specific registered class runs.
         """
-        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
-            raise ImproperlyConfigured(
-                f"add_outage_type takes an exception class, not {exc_type!r}"
-            )
-        self._refuse_started(exc_type.__qualname__)
+        self._check_exception_class(exc_type, "add_outage_type")
         self._outages[exc_type] = mark
 
     def mark_outage(self, request: web.Request, exc: BaseException) -> bool:
         """Whether ``exc`` means a backing service is down, by the marker registered for
         its class (which marks the request); False for an exception of no outage type."""
-        for cls in type(exc).__mro__:
-            mark = self._outages.get(cls)
-            if mark is not None:
-                return mark(request, exc)
-        return False
+        mark = _most_specific(self._outages, type(exc))
+        return mark is not None and mark(request, exc)
+
+    def _check_exception_class(self, exc_type: object, method: str) -> None:
+        if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+            raise ImproperlyConfigured(f"{method} takes an exception class, not {exc_type!r}")
+        self._refuse_started(exc_type.__qualname__)
 
     def _refuse_started(self, what: str) -> None:
         if self.started:

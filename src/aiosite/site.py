@@ -47,18 +47,22 @@ BATTERIES: tuple[Battery, ...] = (
 )
 
 
-def site_sections(settings: Settings, named: Collection[str] = ()) -> dict[str, type[Section]]:
-    """The settings sections of the batteries and of the apps ``settings`` lists, and of
-    the ``named`` sections that an installed package declares (entry points in the group
-    ``aiosite.settings``), so that an app is configured before it is listed."""
+def site_sections(
+    settings: Settings, named: Collection[str] = (), *, registry: AppRegistry | None = None
+) -> dict[str, type[Section]]:
+    """The settings sections of the batteries and of the apps ``settings`` lists (their
+    ``registry``, loaded here unless given), and of the ``named`` sections that an
+    installed package declares (entry points in the group ``aiosite.settings``), so that
+    an app is configured before it is listed."""
     owners: dict[str, str] = {}
     sections: dict[str, type[Section]] = {}
-    try:
-        registry: AppRegistry | None = load_apps(settings)
-    except ImproperlyConfigured:
-        # An app that does not import: building the site (or `aiosite check`) says why;
-        # the sections it may own are kept unchecked until then.
-        registry = None
+    if registry is None:
+        try:
+            registry = load_apps(settings)
+        except ImproperlyConfigured:
+            # An app that does not import: building the site (or `aiosite check`) says
+            # why; the sections it may own are kept unchecked until then.
+            registry = None
     declared = _declared_sections(registry)
     claimed = {name for _, name, _ in declared} | set(Settings.model_fields)
     unclaimed = [name for name in named if name not in claimed]
@@ -154,7 +158,7 @@ def _with_sections(settings: Settings, registry: AppRegistry) -> Settings:
     known = type(settings).section_names
     if all(model in known for _, _, model in _declared_sections(registry)):
         return settings
-    return revalidate(settings_class(site_sections(settings)), dict(settings))
+    return revalidate(settings_class(site_sections(settings, registry=registry)), dict(settings))
 
 
 def load_site(project_dir: Path | str, env: str | None = None) -> web.Application:

@@ -142,3 +142,15 @@ async def test_debug_mode_reports_the_policy_instead_of_enforcing_it(project: Pa
         assert toolbar.content_type == "text/html"
         assert "Content-Security-Policy-Report-Only" not in toolbar.headers
         assert toolbar.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_the_server_header_names_no_versions_and_can_be_set(
+    make_project: ProjectFactory,
+) -> None:
+    plain = make_project(files=FILES)
+    named = make_project(files=FILES, env_yaml={"test": "security:\n  server_header: Example\n"})
+    async with site_client(plain) as client:
+        assert (await client.get("/")).headers["Server"] == "aiosite"
+        assert (await client.get("/nowhere")).headers["Server"] == "aiosite"
+    async with site_client(named) as client:
+        assert (await client.get("/")).headers["Server"] == "Example"

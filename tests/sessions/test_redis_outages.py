@@ -1,6 +1,7 @@
 """Redis sessions when Redis misbehaves: a killed connection, a paused server, a server
 that is not there or does not answer. Each test that takes something away uses a Redis
-database of its own (13, 14) and never stops or flushes the shared server."""
+database of its own (13, 14) and never flushes the shared server; the pause test
+pauses it for at most 5 seconds (CLIENT PAUSE needs Redis 6.2) and always undoes it."""
 
 from __future__ import annotations
 

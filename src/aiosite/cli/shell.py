@@ -31,9 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiosite.apps import APPS
 from aiosite.cli.context import CliState
-from aiosite.db.engine import database_of
+from aiosite.db.engine import database_of, end_failed_session
 from aiosite.db.models import models_of
-from aiosite.exceptions import AiositeError, CommandError
+from aiosite.exceptions import AiositeError, CommandError, one_line
 from aiosite.server.dev import describe_error
 from aiosite.settings import Settings
 from aiosite.site import create_site
@@ -103,10 +103,10 @@ class Started:
         try:
             await self.db.commit()
         except Exception as exc:
-            await self.db.rollback()
+            await end_failed_session(self.db, exc)
             print(
                 f"db: the session's changes were rolled back, committing them failed: "
-                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                f"{one_line(exc)}",
                 file=sys.stderr,
             )
 

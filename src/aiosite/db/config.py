@@ -51,10 +51,6 @@ class DatabaseSettings(Section):
             yield name, hide_password(value) if name == "url" else value
 
 
-# The prefix `aiosite new` gives the keys it writes into development.yaml and test.yaml:
-# a site outside those environments refuses to start with such a key.
-
-
 # Drivers aiosite picks when a URL names none; `postgres://` is Heroku's spelling.
 _DEFAULT_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",

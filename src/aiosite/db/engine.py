@@ -136,6 +136,12 @@ async def end_failed_session(session: AsyncSession, exc: BaseException) -> None:
             return
     except Exception:
         logger.debug("invalidating the connection failed", exc_info=True)
+    await close_quietly(session)
+
+
+async def close_quietly(session: AsyncSession) -> None:
+    """Close ``session``; a failure is logged at DEBUG, never raised (the request's
+    answer, or the error that ended the session, is what matters)."""
     try:
         await session.close()
     except Exception:

@@ -16,13 +16,12 @@ is marked (``database_failed``), and its error page runs no second query.
 from __future__ import annotations
 
 import functools
-import logging
 from contextlib import AbstractAsyncContextManager
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aiosite.db.engine import database_of, end_failed_session
+from aiosite.db.engine import close_quietly, database_of, end_failed_session
 from aiosite.db.errors import (
     DatabaseFailedEarlier,
     database_failed,
@@ -31,8 +30,6 @@ from aiosite.db.errors import (
 )
 from aiosite.db.fast_path import FastPath
 from aiosite.hooks import add_request_finalizer
-
-logger = logging.getLogger("aiosite.db")
 
 # The request's database session, created by the first db_session(request) call.
 DB_SESSION: web.RequestKey[AsyncSession] = web.RequestKey("aiosite.db_session", AsyncSession)
@@ -82,13 +79,6 @@ async def _finish(request: web.Request, session: AsyncSession, exc: BaseExceptio
                 mark_database_failed(request)
             await end_failed_session(session, failure)
             raise
-        await _close_quietly(session)
+        await close_quietly(session)
     else:
         await end_failed_session(session, exc)
-
-
-async def _close_quietly(session: AsyncSession) -> None:
-    try:
-        await session.close()
-    except Exception:
-        logger.debug("closing the session failed", exc_info=True)

@@ -15,12 +15,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from aiosite.keys import STREAMS_BODY
+from aiosite.security.route_traits import handler_layers
 
 H = TypeVar("H", bound=Callable[..., Any])
 
 MAX_BODY_SIZE = "aiosite_max_body_size"
-# How many decorators deep the handler is searched for the marker.
-_MAX_DEPTH = 32
 
 
 def max_body_size(size: int | None) -> Callable[[H], H]:
@@ -44,20 +43,12 @@ def max_body_size(size: int | None) -> Callable[[H], H]:
 def _route_limit(handler: Any, method: str, site_limit: int) -> int | None:
     """The route's own limit, else the site's; None for a route that streams its body
     and checks its own limits (upload routes)."""
-    target = handler
-    for _ in range(_MAX_DEPTH):
-        candidates = [target]
-        if isinstance(target, type) and issubclass(target, web.View):
-            candidates.insert(0, getattr(target, method.lower(), None))
-        for candidate in candidates:
-            if hasattr(candidate, MAX_BODY_SIZE):
-                size: int | None = getattr(candidate, MAX_BODY_SIZE)
-                return size
-            if getattr(candidate, STREAMS_BODY, False):
-                return None
-        target = getattr(target, "__wrapped__", None)
-        if target is None:
-            break
+    for layer in handler_layers(handler, method):
+        if hasattr(layer, MAX_BODY_SIZE):
+            size: int | None = getattr(layer, MAX_BODY_SIZE)
+            return size
+        if getattr(layer, STREAMS_BODY, False):
+            return None
     return site_limit
 
 

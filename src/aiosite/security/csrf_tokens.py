@@ -28,7 +28,7 @@ import jinja2
 from aiohttp import web
 from markupsafe import Markup
 
-from aiosite.security.csrf_cookie import CSRF_COOKIE
+from aiosite.security.csrf_cookie import CSRF_COOKIE, CsrfCookie
 
 # The form field and the header a token is accepted from.
 FIELD_NAME = "csrf_token"
@@ -88,8 +88,7 @@ async def csrf_secret(request: web.Request, *, create: bool) -> bytes | None:
             return None
         secret = secrets.token_bytes(_SECRET_BYTES)
         session[SESSION_FIELD] = _encode(secret)
-        if cookie.value(request) is not None or request.get(_COOKIE_SECRET) is not None:
-            cookie.delete_later(request)
+        _retire_cookie(request, cookie)
         return secret
     known: bytes | None = request.get(_COOKIE_SECRET)
     if known is not None:
@@ -119,7 +118,12 @@ async def rotate_csrf_token(request: web.Request) -> None:
     """
     session = await aiohttp_session.get_session(request)
     session[SESSION_FIELD] = _encode(secrets.token_bytes(_SECRET_BYTES))
-    cookie = request.config_dict[CSRF_COOKIE]
+    _retire_cookie(request, request.config_dict[CSRF_COOKIE])
+
+
+def _retire_cookie(request: web.Request, cookie: CsrfCookie) -> None:
+    """Delete the CSRF cookie the browser sent or this request set: the secret now lives
+    in the session."""
     if cookie.value(request) is not None or request.get(_COOKIE_SECRET) is not None:
         cookie.delete_later(request)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -14,8 +14,6 @@ from aiosite.keys import STREAMS_BODY
 EXEMPT = "aiosite_csrf_exempt"
 # How many decorators deep the handler is searched for the markers.
 _MAX_DEPTH = 32
-# The core's answer to a request no route matched (web/errors.py): that 404 or 405 is
-# more useful than a CSRF refusal.
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -41,24 +39,34 @@ class RouteTraits:
 NO_ROUTE = RouteTraits(routed=False, exempt=False, streams_body=False)
 
 
+def handler_layers(handler: Any, method: str) -> Iterator[Any]:
+    """The handler of a route and what it wraps, outermost first (decorators that use
+    ``functools.wraps``), with a ``web.View`` class's method for ``method`` before the
+    class itself: where the route's markers (``csrf_exempt``, ``max_body_size``, ...) are
+    looked for."""
+    target = handler
+    for _ in range(_MAX_DEPTH):
+        if isinstance(target, type) and issubclass(target, web.View):
+            yield getattr(target, method.lower(), None)
+        yield target
+        target = getattr(target, "__wrapped__", None)
+        if target is None:
+            return
+
+
 def route_traits(request: web.Request) -> RouteTraits:
     """What the handler of ``request`` (and the decorators around it) says about CSRF."""
     match_info = request.match_info
     if match_info.http_exception is not None:
         return NO_ROUTE
-    target: Any = match_info.handler
     exempt = streams = False
-    for _ in range(_MAX_DEPTH):
-        exempt = exempt or bool(getattr(target, EXEMPT, False))
-        streams = streams or bool(getattr(target, STREAMS_BODY, False))
-        if isinstance(target, type) and issubclass(target, web.View):
-            method = getattr(target, request.method.lower(), None)
-            exempt = exempt or bool(getattr(method, EXEMPT, False))
-            streams = streams or bool(getattr(method, STREAMS_BODY, False))
-        inner = getattr(target, "__wrapped__", None)
-        if inner is None:
-            break
-        target = inner
-    if getattr(target, NO_ROUTE_MARK, False):
+    innermost: Any = None
+    for layer in handler_layers(match_info.handler, request.method):
+        exempt = exempt or bool(getattr(layer, EXEMPT, False))
+        streams = streams or bool(getattr(layer, STREAMS_BODY, False))
+        innermost = layer
+    # The core's answer to a request no route matched: its 404 or 405 is more useful
+    # than a CSRF refusal.
+    if getattr(innermost, NO_ROUTE_MARK, False):
         return NO_ROUTE
     return RouteTraits(routed=True, exempt=exempt, streams_body=streams)

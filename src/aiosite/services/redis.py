@@ -23,6 +23,15 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
 
+def unavailable_errors() -> tuple[type[Exception], ...]:
+    """What a client of the factory raises when Redis cannot be reached or does not
+    answer in time (imported here: a site that uses no Redis never loads the client)."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return (RedisConnectionError, RedisTimeoutError)
+
+
 def redis_client(
     settings: Settings, *, url: str | None = None, client_name: str | None = None
 ) -> aioredis.Redis:
@@ -54,4 +63,4 @@ def redis_client(
     return aioredis.Redis.from_pool(pool)
 
 
-__all__ = ["RedisSettings", "redis_client"]
+__all__ = ["RedisSettings", "redis_client", "unavailable_errors"]

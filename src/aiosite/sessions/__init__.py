@@ -114,12 +114,9 @@ class SessionStore:
         response: web.StreamResponse,
         session: Session,
     ) -> None:
-        if session.new and session.empty:
-            # Rotated away from and left empty (a logout): the old key goes, nothing new
-            # is stored, and the browser's cookie is deleted.
-            storage.save_cookie(response, "", max_age=session.max_age)
-        else:
-            await storage.save_session(request, response, session)
+        # Rotated away from and left empty (a logout): both storages delete the cookie
+        # and store nothing new; the old key goes below.
+        await storage.save_session(request, response, session)
         rotated = request.get(_ROTATED_FROM)
         if rotated is not None:
             await storage.forget(request, rotated)

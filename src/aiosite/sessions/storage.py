@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from aiosite.exceptions import SessionStoreUnavailable, one_line
+from aiosite.services.redis import unavailable_errors
 from aiosite.sessions.config import SessionSettings
 
 if TYPE_CHECKING:
@@ -109,14 +110,10 @@ class RedisStorage(AbstractStorage):
 
     def __init__(self, client: aioredis.Redis, settings: SessionSettings, *, secure: bool) -> None:
         super().__init__(**cookie_options(settings, secure=secure))
-        # Imported with the client, which the site made for this storage.
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-
         self._redis = client
         self._prefix = settings.redis_prefix
         self._ttl = settings.redis_ttl
-        self._unavailable = (RedisConnectionError, RedisTimeoutError)
+        self._unavailable = unavailable_errors()
 
     async def _call(self, request: web.Request, command: Awaitable[T]) -> T:
         """``command``'s result; Redis unreachable or silent: the request is marked and

@@ -12,6 +12,7 @@ from aiosite.settings.loading import SectionProvider as SectionProvider
 from aiosite.settings.loading import current_env as current_env
 from aiosite.settings.loading import find_project_dir as find_project_dir
 from aiosite.settings.loading import hide_password as hide_password
+from aiosite.settings.loading import project_relative as project_relative
 from aiosite.settings.loading import read_settings as read_settings
 from aiosite.settings.loading import revalidate as revalidate
 from aiosite.settings.loading import yaml_error as yaml_error
@@ -53,6 +54,7 @@ __all__ = [
     "current_env",
     "find_project_dir",
     "hide_password",
+    "project_relative",
     "read_settings",
     "revalidate",
     "settings_class",

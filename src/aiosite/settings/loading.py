@@ -74,7 +74,7 @@ def read_settings(
         # The site-wide part first: it names the apps, whose sections come next.
         site_wide = {key: value for key, value in merged.items() if key in Settings.model_fields}
         core = _validate(Settings, site_wide, origins).model_copy(update=facts)
-        named = {key for key in merged if key not in Settings.model_fields} | _env_sections()
+        named = {key for key in merged if key not in Settings.model_fields} | set(_env_sections())
         settings_cls = settings_class(sections(core, named))
     _refuse_unknown_env_sections(settings_cls)
     # The chosen env and the project directory are facts, not overridable settings.
@@ -96,7 +96,7 @@ def _read_layers(project_dir: Path, env: str) -> tuple[dict[str, Any], dict[tupl
     for name in ("default.yaml", f"{env}.yaml"):
         path = project_dir / CONFIG_DIR / name
         layer = _read_yaml(path, project_dir)
-        label = _relative(path, project_dir)
+        label = project_relative(path, project_dir)
         for fact in FACTS:
             if fact in layer:
                 raise ImproperlyConfigured(f"{label}: {fact}: not a setting ({FACTS[fact]})")
@@ -119,31 +119,29 @@ def _validate(
         raise ImproperlyConfigured(_explain_env_parse(exc)) from None
 
 
-def _env_sections() -> set[str]:
-    # Variables without "__" may belong to other tools (AIOSITE_REQUIRE_SERVICES).
-    return {
-        name[len(ENV_PREFIX) :].partition("__")[0].lower()
-        for name in os.environ
-        if name.startswith(ENV_PREFIX) and "__" in name
-    }
+def _env_sections() -> dict[str, str]:
+    """The sections the environment sets, each with a variable that names it. Variables
+    without "__" may belong to other tools (AIOSITE_REQUIRE_SERVICES) and are left alone."""
+    found: dict[str, str] = {}
+    for name in os.environ:
+        if name.startswith(ENV_PREFIX) and "__" in name:
+            found.setdefault(name[len(ENV_PREFIX) :].partition("__")[0].lower(), name)
+    return found
 
 
 def _refuse_unknown_env_sections(settings_cls: type[Settings]) -> None:
     # pydantic-settings drops AIOSITE_SEVER__PORT silently (no field "sever"); a typo in
-    # a section name deserves the same error as one in a key. Variables without "__"
-    # may belong to other tools (AIOSITE_REQUIRE_SERVICES) and are left alone.
+    # a section name deserves the same error as one in a key.
     sections = set(settings_cls.model_fields)
-    for name in os.environ:
-        if name.startswith(ENV_PREFIX) and "__" in name:
-            section = name[len(ENV_PREFIX) :].partition("__")[0].lower()
-            if section not in sections:
-                known = sorted(sections - set(FACTS))
-                close = difflib.get_close_matches(section, known, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                raise ImproperlyConfigured(
-                    f"environment variable {name}: {section}: unknown settings section "
-                    f"({hint}sections: {', '.join(known)})"
-                )
+    for section, name in _env_sections().items():
+        if section not in sections:
+            known = sorted(sections - set(FACTS))
+            close = difflib.get_close_matches(section, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ImproperlyConfigured(
+                f"environment variable {name}: {section}: unknown settings section "
+                f"({hint}sections: {', '.join(known)})"
+            )
 
 
 def _explain_env_parse(exc: SettingsError) -> str:
@@ -160,7 +158,7 @@ def _explain_env_parse(exc: SettingsError) -> str:
 
 
 def _read_yaml(path: Path, project_dir: Path) -> dict[str, Any]:
-    label = _relative(path, project_dir)
+    label = project_relative(path, project_dir)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -192,9 +190,11 @@ def yaml_error(label: str, exc: yaml.YAMLError) -> str:
     return f"{label}{where}: invalid YAML: {problem}"
 
 
-def _relative(path: Path, base: Path) -> str:
+def project_relative(path: str | Path, project_dir: Path) -> str:
+    """A file as messages name it: relative to the project directory when it is inside
+    it (wherever the command runs from), else as given."""
     try:
-        return str(path.relative_to(base))
+        return str(Path(path).resolve().relative_to(project_dir.resolve()))
     except ValueError:
         return str(path)
 

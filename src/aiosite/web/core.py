@@ -130,7 +130,7 @@ class Core:
             except Exception as failure:
                 response = await self.exception_response(request, failure)
             else:
-                if exc.status < 400 or exc.content_type == "application/json":
+                if sent_as_raised(exc):
                     exc.headers[HEADER] = request_id
                     finishing = self.finish_response(request, exc)
                     answer = exc if finishing is None else await finishing
@@ -377,12 +377,18 @@ async def finish_request(request: web.Request, exc: BaseException | None) -> Non
         raise failure
 
 
+def sent_as_raised(exc: web.HTTPException) -> bool:
+    """Whether an HTTP exception goes out as it was raised rather than as the site's
+    error page: a redirect, or an error with a JSON body of its own."""
+    return exc.status < 400 or exc.content_type == "application/json"
+
+
 async def http_exception_response(
     request: web.Request, exc: web.HTTPException
 ) -> web.StreamResponse:
     """What an exception handler's HTTP exception means: a redirect, or an error with a
     JSON body of its own, as it is (as from a handler); any other error, the site's page."""
-    if exc.status < 400 or exc.content_type == "application/json":
+    if sent_as_raised(exc):
         return web.Response(
             body=exc.body, status=exc.status, reason=exc.reason, headers=exc.headers
         )

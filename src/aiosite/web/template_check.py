@@ -17,8 +17,8 @@ import jinja2
 from aiohttp import web
 from jinja2 import nodes
 
-from aiosite.apps import shown_path
 from aiosite.exceptions import NoReverseMatch
+from aiosite.settings import project_relative
 from aiosite.web.static import STATIC_FILES, StaticFiles, static_global
 from aiosite.web.templates import TEMPLATES
 from aiosite.web.urls import url_for, url_global
@@ -38,7 +38,7 @@ def template_problems(app: web.Application, project_dir: Path) -> list[str]:
         except UnicodeDecodeError:
             problems.append(f"template {name}: not UTF-8 text")
             continue
-        shown = shown_path(filename or name, project_dir)
+        shown = project_relative(filename or name, project_dir)
         try:
             tree = env.parse(source, name, filename)
             env.compile(tree, name, filename)
@@ -103,5 +103,5 @@ def _route_problem(app: web.Application, call: nodes.Call, name: str) -> str | N
 def _static_problem(files: StaticFiles, path: str, project_dir: Path) -> str | None:
     if files.find(path.lstrip("/")) is not None:
         return None
-    folders = ", ".join(shown_path(root, project_dir) for root in files.roots) or "none"
+    folders = ", ".join(project_relative(root, project_dir) for root in files.roots) or "none"
     return f"static({path!r}): no such file in the static folders ({folders})"

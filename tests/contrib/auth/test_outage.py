@@ -141,6 +141,13 @@ async def test_error_pages_of_a_database_outage_need_no_database(
 POOL_TIMEOUT = 1.5
 
 
+def one_connection_pool(monkeypatch: pytest.MonkeyPatch, *, timeout: float) -> None:
+    """The site's pool: one connection, waited for ``timeout`` seconds."""
+    monkeypatch.setenv("AIOSITE_DATABASE__POOL_SIZE", "1")
+    monkeypatch.setenv("AIOSITE_DATABASE__MAX_OVERFLOW", "0")
+    monkeypatch.setenv("AIOSITE_DATABASE__POOL_TIMEOUT", str(timeout))
+
+
 async def test_the_503_of_an_exhausted_pool_renders_without_a_second_wait(
     make_project: ProjectFactory,
     database: TestDatabase,
@@ -148,9 +155,7 @@ async def test_the_503_of_an_exhausted_pool_renders_without_a_second_wait(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("AIOSITE_DATABASE__POOL_SIZE", "1")
-    monkeypatch.setenv("AIOSITE_DATABASE__MAX_OVERFLOW", "0")
-    monkeypatch.setenv("AIOSITE_DATABASE__POOL_TIMEOUT", str(POOL_TIMEOUT))
+    one_connection_pool(monkeypatch, timeout=POOL_TIMEOUT)
     async with site_with_tables(make_auth_project(make_project, files=FILES)) as client:
         await make_user(client.app, "ada")
         browser = browsers(client)
@@ -188,9 +193,7 @@ async def test_an_error_page_that_queries_anyway_falls_back_to_text_with_a_warni
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setenv("AIOSITE_DATABASE__POOL_SIZE", "1")
-    monkeypatch.setenv("AIOSITE_DATABASE__MAX_OVERFLOW", "0")
-    monkeypatch.setenv("AIOSITE_DATABASE__POOL_TIMEOUT", "0.3")
+    one_connection_pool(monkeypatch, timeout=0.3)
     files = {**FILES, "PKG/site.py": SITE_PY}
     async with site_with_tables(make_auth_project(make_project, files=files)) as client:
         browser = browsers(client)
