@@ -65,6 +65,16 @@ SITE = """
         hooks.add_response_hook(response_hook("y"), name="test.y", after="test.x")
         hooks.add_response_hook(response_hook("x"), name="test.x")
 
+        # Hooks for some routes only: decided per route when the site starts.
+        def unsafe(route):
+            return route.method not in ("GET", "HEAD")
+
+        def posts_only(request, response):
+            response.headers["X-Posts-Only"] = request.method
+
+        hooks.add_request_hook(request_hook("posts"), name="test.posts", routes=unsafe)
+        hooks.add_response_hook(posts_only, name="test.posts_only", routes=unsafe)
+
         @web.middleware
         async def outer(request, handler):
             response = await handler(request)
@@ -145,6 +155,18 @@ async def test_hooks_run_in_the_order_their_names_say(project: Path) -> None:
         assert resp.headers["X-Wrapped"] == "inner,outer"
         # The core stayed in its fast mode: handler wrappers are no middlewares.
         assert list(client.app.middlewares) == []
+
+
+async def test_a_hook_runs_only_on_the_routes_it_asks_for(project: Path) -> None:
+    async with site_client(project) as client:
+        resp = await client.get("/probe/log")
+        assert "posts" not in (await resp.text()).split(",")
+        assert "X-Posts-Only" not in resp.headers
+        resp = await client.post("/probe/log", headers=await csrf_headers(client))
+        assert (resp.status, resp.headers["X-Posts-Only"]) == (200, "POST")
+        # A request no route matched runs every hook (its 404 page included).
+        resp = await client.get("/nowhere")
+        assert (resp.status, resp.headers["X-Posts-Only"]) == (404, "GET")
 
 
 async def test_hooks_are_ordered_against_the_built_in_ones(project: Path) -> None:

@@ -48,7 +48,9 @@ class App:
     settings section, the key named after the app (``settings.section(Model)`` reads
     it). ``setup(app, settings, registry)`` runs once, while the site is assembled, for
     anything the declaration cannot say: hooks (``aiosite.hooks_of(app)``), keys,
-    startup and cleanup work.
+    startup and cleanup work. ``commands`` is a ``typer.Typer``, or the path of one
+    (``"package.module:attribute"``), imported only when a command line needs the app's
+    commands: then the site itself never imports Typer.
     """
 
     name: str
@@ -57,7 +59,7 @@ class App:
     context_processors: Sequence[ContextProcessor] = ()
     template_globals: Mapping[str, Any] = field(default_factory=dict)
     template_filters: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
-    commands: typer.Typer | None = None
+    commands: typer.Typer | str | None = None
     setup: AppHook | None = None
     settings: type[Section] | None = None
 

@@ -17,6 +17,16 @@ line that says which. Nothing can be added once the site has started.
 
 A request or response hook returns None, or an awaitable when it has async work to do for
 this request: a hook with nothing to do costs a call, never an ``await``.
+
+A hook that matters only for some routes says which with ``routes=``, a predicate on
+aiohttp's route (its ``method``, its ``handler`` with the markers decorators put on it)::
+
+    hooks.add_request_hook(check_token, name="myext.token",
+                           routes=lambda route: route.method not in {"GET", "HEAD"})
+
+It is asked once per route when the site starts; the requests of a route for which it
+says False never call the hook. Requests that match no route, and every request of a
+site whose core runs as a middleware, call every hook.
 """
 
 from __future__ import annotations
@@ -57,6 +67,8 @@ OutageMarker = Callable[[web.Request, Any], bool]
 # around the handler (inside the request hooks and the error pages). Unlike a middleware
 # of the application's, it leaves the core in its fast mode (docs/extending.md).
 HandlerWrapper = Middleware
+# Whether a hook can matter for the requests of a route (asked once per route at startup).
+RouteFilter = Callable[[web.AbstractRoute], bool]
 
 EVERY = "*"
 E = TypeVar("E", bound=BaseException)
@@ -69,6 +81,7 @@ class _Entry(Generic[T]):
     hook: T
     before: frozenset[str]
     after: frozenset[str]
+    routes: RouteFilter | None
 
 
 class OrderedHooks(Generic[T]):
@@ -77,13 +90,21 @@ class OrderedHooks(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: list[_Entry[T]] = []
+        self._order: list[_Entry[T]] | None = None  # settled once per batch of additions
 
     @property
     def names(self) -> list[str]:
         """The names in the order the hooks were added."""
         return [entry.name for entry in self._entries]
 
-    def add(self, hook: T, name: str, before: Iterable[str], after: Iterable[str]) -> None:
+    def add(
+        self,
+        hook: T,
+        name: str,
+        before: Iterable[str],
+        after: Iterable[str],
+        routes: RouteFilter | None = None,
+    ) -> None:
         if not name or name == EVERY:
             raise ImproperlyConfigured(f"a {self.kind} needs a name of its own, e.g. 'myapp.check'")
         if name in self.names:
@@ -93,10 +114,28 @@ class OrderedHooks(Generic[T]):
         before_set, after_set = _names(before), _names(after)
         if name in before_set | after_set:
             raise ImproperlyConfigured(f"{self.kind} {name!r} cannot run before or after itself")
-        self._entries.append(_Entry(name, hook, before_set, after_set))
+        self._entries.append(_Entry(name, hook, before_set, after_set, routes))
+        self._order = None
 
     def ordered(self) -> tuple[T, ...]:
         """The hooks in running order: every constraint met, else the order of adding."""
+        return tuple(entry.hook for entry in self._ordered_entries())
+
+    def for_routes(self, routes: Collection[web.AbstractRoute]) -> list[tuple[str, T]]:
+        """The names and hooks, in running order, that can matter for requests to any of
+        ``routes`` (every hook when ``routes`` is empty: a request no route matched)."""
+        return [
+            (entry.name, entry.hook)
+            for entry in self._ordered_entries()
+            if entry.routes is None or not routes or any(map(entry.routes, routes))
+        ]
+
+    def _ordered_entries(self) -> list[_Entry[T]]:
+        if self._order is None:
+            self._order = self._settle()
+        return self._order
+
+    def _settle(self) -> list[_Entry[T]]:
         entries = self._entries
         index = {entry.name: position for position, entry in enumerate(entries)}
         edges: list[set[int]] = [set() for _ in entries]  # position -> positions after it
@@ -125,7 +164,7 @@ class OrderedHooks(Generic[T]):
                 f"the {self.kind}s {stuck} are ordered in a circle by their before/after; "
                 "drop one of those constraints"
             )
-        return tuple(entries[position].hook for position in order)
+        return [entries[position] for position in order]
 
     def _resolve(
         self, entry: _Entry[T], names: frozenset[str], index: dict[str, int], side: str
@@ -194,10 +233,12 @@ class Hooks:
         name: str,
         before: Collection[str] = (),
         after: Collection[str] = (),
+        routes: RouteFilter | None = None,
     ) -> None:
-        """Run ``hook(request)`` before the handler of every request."""
+        """Run ``hook(request)`` before the handler of every request (of the routes for
+        which ``routes(route)`` is true, when given)."""
         self._refuse_started(name)
-        self.request_hooks.add(hook, name, before, after)
+        self.request_hooks.add(hook, name, before, after, routes)
 
     def add_response_hook(
         self,
@@ -206,10 +247,12 @@ class Hooks:
         name: str,
         before: Collection[str] = (),
         after: Collection[str] = (),
+        routes: RouteFilter | None = None,
     ) -> None:
-        """Run ``hook(request, response)`` on every response the core returns."""
+        """Run ``hook(request, response)`` on every response the core returns (of the
+        routes for which ``routes(route)`` is true, when given)."""
         self._refuse_started(name)
-        self.response_hooks.add(hook, name, before, after)
+        self.response_hooks.add(hook, name, before, after, routes)
 
     def add_handler_wrapper(
         self,
@@ -218,10 +261,12 @@ class Hooks:
         name: str,
         before: Collection[str] = (),
         after: Collection[str] = (),
+        routes: RouteFilter | None = None,
     ) -> None:
-        """Run ``wrapper(request, handler)`` around every handler; ``before`` means outside."""
+        """Run ``wrapper(request, handler)`` around every handler (of the routes for which
+        ``routes(route)`` is true, when given); ``before`` means outside."""
         self._refuse_started(name)
-        self.handler_wrappers.add(wrapper, name, before, after)
+        self.handler_wrappers.add(wrapper, name, before, after, routes)
 
     def add_exception_handler(
         self, exc_type: type[E], handler: Callable[[web.Request, E], Any]
@@ -348,6 +393,7 @@ __all__ = [
     "RequestFinalizer",
     "RequestHook",
     "ResponseHook",
+    "RouteFilter",
     "add_request_finalizer",
     "hooks_of",
 ]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
+from aiosite import load_site
 from aiosite.cli import main
 from tests.conftest import ProjectFactory
 
@@ -50,3 +53,29 @@ def test_builtin_commands_work_in_a_broken_project(
         main(["--project", str(root), "greet"])
     assert info.value.code == 2
     assert "No such command 'greet'" in capsys.readouterr().err
+
+
+def test_app_commands_given_by_path_are_imported_by_the_command_line_only(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # App(commands="module:attribute"): the site never imports the commands (nor Typer);
+    # the command line finds them as it finds a Typer given itself.
+    root = make_project(
+        {
+            "PKG/greeter/__init__.py": """
+                from aiosite import App
+
+                app = App("greeter", commands="PKG.greeter.commands:commands")
+            """,
+            "PKG/greeter/commands.py": GREETER["PKG/greeter/__init__.py"].replace(
+                'app = App("greeter", commands=commands)', ""
+            ),
+        },
+        apps=["home", "greeter"],
+    )
+    load_site(root, "test")
+    assert f"{root.name}.greeter.commands" not in sys.modules
+    with pytest.raises(SystemExit) as info:
+        main(["--project", str(root), "greet", "--name", "ada"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == "hello ada from Test Site"

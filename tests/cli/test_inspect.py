@@ -33,6 +33,49 @@ def test_routes_table(make_project: ProjectFactory, capsys: pytest.CaptureFixtur
     assert not any(line[0] == "*" for line in lines)
 
 
+def test_routes_hooks_shows_what_each_route_runs(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    posting = (
+        HOME_ROUTES
+        + """
+
+@routes.post("/notes", name="notes")
+async def notes(request: web.Request) -> web.Response:
+    return web.Response(text="noted")
+"""
+    )
+    root = make_project({"PKG/home/routes.py": posting})
+    code, out, _ = run_cli(capsys, "--project", str(root), "routes", "--hooks")
+    assert code == 0
+    rows = out.split(f"{root.name}.home.routes.")
+    by_handler = {row.split()[0]: " ".join(row.split()) for row in rows[1:]}
+    # A GET route skips the CSRF check; a POST route runs it, after the session.
+    assert "before: aiosite.allowed_hosts, aiosite.body_size," in by_handler["hello"]
+    assert "aiosite.csrf" not in by_handler["hello"]
+    assert "aiosite.sessions, aiosite.csrf" in by_handler["notes"]
+    assert "after: aiosite.sessions, aiosite.security_headers" in by_handler["notes"]
+
+    # With a middleware of the project's the core runs as one: every hook, every route.
+    middleware = """
+from aiohttp import web
+
+
+@web.middleware
+async def passing(request, handler):
+    return await handler(request)
+
+
+def setup(app, settings, registry):
+    app.middlewares.append(passing)
+"""
+    root = make_project({"PKG/home/routes.py": posting, "PKG/site.py": middleware})
+    code, out, _ = run_cli(capsys, "--project", str(root), "routes", "--hooks")
+    rows = out.split(f"{root.name}.home.routes.")
+    by_handler = {row.split()[0]: " ".join(row.split()) for row in rows[1:]}
+    assert "aiosite.sessions, aiosite.csrf" in by_handler["hello"]
+
+
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 

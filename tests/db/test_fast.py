@@ -111,10 +111,10 @@ ROUTES = """
 
     from aiohttp import web
 
-    from aiosite import Routes, fast_path, json_response
+    from aiosite import Routes, fast_path, json_response, render
 
     from .models import Thing
-    from .queries import ADD, ALL, COUNT, FIRST_TWO, NAMED_B, ONE, PING
+    from .queries import ADD, ALL, COUNT, FIRST_TWO, LABELS, NAMED_B, ONE, PING
 
     routes = Routes()
 
@@ -173,6 +173,14 @@ ROUTES = """
         return json_response({"ok": True}, status=201)
 
 
+    @routes.get("/labels.html", name="labels")
+    async def labels(request: web.Request) -> web.Response:
+        # The rows as they come, next to a dict, as a page lists them.
+        rows = await fast_path(request).fetch(LABELS)
+        rows.append({"id": 0, "name": "<extra>"})
+        return await render(request, "things/labels.html", {"rows": rows})
+
+
     @routes.post("/relabel", name="relabel")
     async def relabel(request: web.Request) -> web.Response:
         # Every row, in an order of this request's own: overlapping, differently ordered.
@@ -186,6 +194,9 @@ ROUTES = """
 
 FILES = {
     "PKG/things/__init__.py": "",
+    "PKG/things/templates/things/labels.html": (
+        "{% for row in rows %}{{ row.id }}={{ row.name }};{% endfor %}"
+    ),
     "PKG/things/models.py": MODELS,
     "PKG/things/queries.py": QUERIES,
     "PKG/things/routes.py": ROUTES,
@@ -503,6 +514,35 @@ async def test_python_side_column_defaults_are_refused(project: Path) -> None:
             await fast_path(client.app).execute(query, left=1, right=2)
 
 
+async def test_rows_answer_keys_attributes_and_dict(project: Path) -> None:
+    async with site_with_tables(project) as client:
+        await add(client, 1, "a")
+        await add(client, 2, "<b>")
+        # In a template, as they come from fetch().
+        resp = await client.get("/things/labels.html")
+        assert await resp.text() == "1=a;2=&lt;b&gt;;0=&lt;extra&gt;;"
+
+        queries = project_module(project, "queries")
+        fast = fast_path(client.app)
+        labels = await fast.fetch(queries.LABELS)
+        # The columns' names, as the statement labels them (attribute label is "name").
+        assert [(row.id, row.name, row["name"]) for row in labels] == [
+            (1, "a", "a"),
+            (2, "<b>", "<b>"),
+        ]
+        assert [dict(row) for row in labels] == [{"id": 1, "name": "a"}, {"id": 2, "name": "<b>"}]
+        with pytest.raises(AttributeError, match="no column 'label'"):
+            _ = labels[0].label
+        # An aggregate: named as SQLAlchemy labels it in the statement.
+        count = await fast.fetch_one(queries.COUNT)
+        assert count.count_1 == count["count_1"] == 2
+        # Converted by the column type (an aware datetime) and still a row.
+        one = await fast.fetch_one(queries.ONE, id=1)
+        assert one.happened_at == one["happened_at"] == JAN_2
+        assert one.name == "a"
+        assert dict(one) == {"id": 1, "name": "a", "happened_at": JAN_2}
+
+
 async def test_float_and_numeric_results(project: Path) -> None:
     async with site_with_tables(project) as client:
         await add(client, 3, "c")
@@ -527,6 +567,72 @@ async def test_a_pool_that_stays_busy_gives_503_after_pool_timeout(
             assert resp.status == 503
             assert resp.headers["Retry-After"] == "5"
         assert (await client.get("/things/ping")).status == 200
+
+
+@pytest.mark.db_backends("postgresql")
+async def test_requests_get_connections_in_the_order_they_asked(
+    make_project: ProjectFactory, database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIOSITE_DATABASE__POOL_SIZE", "1")
+    monkeypatch.setenv("AIOSITE_DATABASE__MAX_OVERFLOW", "0")
+    root = make_project(FILES, apps=["home", "things"])
+    served: list[str] = []
+
+    async def request(name: str) -> None:
+        async with fast_path(client.app).connection() as connection:
+            served.append(name)
+            assert await connection.fetch_value(project_module(root, "queries").PING) == 1
+
+    async with site_with_tables(root) as client:
+        waiting: list[asyncio.Task[None]] = []
+        async with fast_path(client.app).connection():  # holds the pool's one connection
+            waiting += [asyncio.create_task(request(name)) for name in ("b", "c", "d")]
+            await asyncio.sleep(0.05)  # all three in line
+            # A request that asks while the connection is being handed over, before the
+            # first in line resumes (under load there always is one): asyncpg's own pool
+            # gave it the connection, and sent the woken request to the end of the line.
+            asyncio.get_running_loop().call_soon(
+                lambda: waiting.append(asyncio.create_task(request("newcomer")))
+            )
+        await asyncio.sleep(0)
+        await asyncio.gather(*waiting)
+    assert served == ["b", "c", "d", "newcomer"]
+
+
+@pytest.mark.db_backends("postgresql")
+async def test_a_request_cancelled_in_line_passes_its_turn_on(
+    make_project: ProjectFactory, database: TestDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIOSITE_DATABASE__POOL_SIZE", "1")
+    monkeypatch.setenv("AIOSITE_DATABASE__MAX_OVERFLOW", "0")
+    monkeypatch.setenv("AIOSITE_DATABASE__POOL_TIMEOUT", "2")
+    root = make_project(FILES, apps=["home", "things"])
+    served: list[str] = []
+
+    async def request(name: str) -> None:
+        async with fast_path(client.app).connection() as connection:
+            served.append(name)
+            assert await connection.fetch_value(project_module(root, "queries").PING) == 1
+
+    async with site_with_tables(root) as client:
+        async with fast_path(client.app).connection():  # holds the pool's one connection
+            gone, handed, after = (
+                asyncio.create_task(request(name)) for name in ("gone", "handed", "after")
+            )
+            await asyncio.sleep(0.05)  # all three in line
+            gone.cancel()  # leaves the line while waiting
+            await asyncio.sleep(0)
+        # The connection was just handed to the next in line; it is cancelled before it
+        # could take it (its client went away): the next one gets it.
+        handed.cancel()
+        await after
+        for task in (gone, handed):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert served == ["after"]
+        # No turn was lost: the one connection serves request after request.
+        for _ in range(3):
+            assert (await client.get("/things/ping")).status == 200
 
 
 @pytest.mark.db_backends("postgresql")

@@ -6,6 +6,7 @@ have (or asks for help), so a broken project never stops `aiosite new` or `--hel
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import typer.core
 
 from aiosite.apps import load_apps
 from aiosite.cli.context import CliState
-from aiosite.exceptions import AiositeError
+from aiosite.exceptions import AiositeError, ImproperlyConfigured
 
 
 class AppCommandsGroup(typer.core.TyperGroup):
@@ -41,11 +42,11 @@ def _app_commands(ctx: Any) -> dict[str, Any]:
         state.env = ctx.params["env"]
     try:
         registry = load_apps(state.settings())
+        groups = [_typer(loaded.package, loaded.config.commands) for loaded in registry]
     except AiositeError:
         return {}
     commands: dict[str, Any] = {}
-    for loaded in registry:
-        group = loaded.config.commands
+    for group in groups:
         if group is None:
             continue
         click_group = typer.main.get_command(group)
@@ -56,3 +57,19 @@ def _app_commands(ctx: Any) -> dict[str, Any]:
         elif click_group.name:
             commands.setdefault(click_group.name, click_group)
     return commands
+
+
+def _typer(package: str, commands: typer.Typer | str | None) -> typer.Typer | None:
+    """An app's ``commands``, imported when given as ``"package.module:attribute"``."""
+    if not isinstance(commands, str):
+        return commands
+    module_name, _, attribute = commands.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise ImproperlyConfigured(
+            f"apps: {package}: commands={commands!r} does not import: {exc}"
+        ) from exc
+    if not isinstance(found, typer.Typer):
+        raise ImproperlyConfigured(f"apps: {package}: commands={commands!r} is not a typer.Typer")
+    return found

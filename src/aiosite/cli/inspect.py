@@ -7,14 +7,12 @@ from typing import Annotated
 
 import typer
 from aiohttp import hdrs, web
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from aiosite.checks import run_checks
 from aiosite.cli.context import CliState
 from aiosite.keys import NO_ROUTE
 from aiosite.site import create_site
+from aiosite.web.core import CORE
 
 
 def register(cli: typer.Typer) -> None:
@@ -22,20 +20,39 @@ def register(cli: typer.Typer) -> None:
     cli.command("check")(check)
 
 
-def routes(ctx: typer.Context) -> None:
+def routes(
+    ctx: typer.Context,
+    hooks: Annotated[
+        bool,
+        typer.Option(
+            "--hooks",
+            help="Also list the hooks each route's requests run (docs/extending.md).",
+        ),
+    ] = False,
+) -> None:
     """List every route the site serves: method, path, name and handler."""
+    # Rich is imported by the commands that print with it: `aiosite run` never does.
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     state: CliState = ctx.obj
     app = create_site(state.settings())
-    table = Table("Method", "Path", "Name", "Handler", box=None, header_style="bold")
-    for method, path, name, handler in route_rows(app):
-        table.add_row(method, escape(path), name, escape(handler))
+    columns = ["Method", "Path", "Name", "Handler"] + (["Hooks"] if hooks else [])
+    table = Table(*columns, box=None, header_style="bold")
+    for method, path, name, handler, route_hooks in route_rows(app):
+        row = [method, escape(path), name, escape(handler)]
+        table.add_row(*row, *([escape(route_hooks)] if hooks else []))
     Console(width=200).print(table)
 
 
-def route_rows(app: web.Application) -> list[tuple[str, str, str, str]]:
+def route_rows(app: web.Application) -> list[tuple[str, str, str, str, str]]:
     """Rows for every route on the router, sub-applications included; HEAD routes that
-    aiohttp adds beside GET, and the core's fallback, are left out."""
+    aiohttp adds beside GET, and the core's fallback, are left out. The last column
+    names the hooks the route's requests run: request hooks (before), handler wrappers
+    (around) and response hooks (after)."""
     rows = []
+    core = app.get(CORE)
     for resource in app.router.resources():
         if isinstance(resource, web.PrefixedSubAppResource):
             # aiohttp already put the prefix on the sub-application's resources.
@@ -50,7 +67,25 @@ def route_rows(app: web.Application) -> list[tuple[str, str, str, str]]:
             if getattr(handler, NO_ROUTE, False):
                 continue  # the core's fallback: it answers what no route matches
             where = f"{handler.__module__}.{getattr(handler, '__qualname__', handler)}"
-            rows.append((route.method, route_pattern(resource), resource.name or "", where))
+            names = core.hook_names(app, route) if core is not None else {}
+            described = "; ".join(
+                f"{label}: {', '.join(names[kind])}"
+                for kind, label in (
+                    ("request", "before"),
+                    ("wrapper", "around"),
+                    ("response", "after"),
+                )
+                if names.get(kind)
+            )
+            rows.append(
+                (
+                    route.method,
+                    route_pattern(resource),
+                    resource.name or "",
+                    where,
+                    described,
+                )
+            )
     return rows
 
 
@@ -117,6 +152,9 @@ def check(
     ] = False,
 ) -> None:
     """Validate settings, apps, routes and templates; exit 1 listing any problem."""
+    from rich.console import Console
+    from rich.markup import escape
+
     state: CliState = ctx.obj
     settings = state.settings()
     problems = run_checks(settings, deploy=deploy)

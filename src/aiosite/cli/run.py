@@ -60,4 +60,4 @@ def run(
     if settings.server.reload if reload is None else reload:
         dev.run_with_reload(config)
     else:
-        dev.serve(config)
+        dev.serve(config, settings=settings)

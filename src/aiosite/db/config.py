@@ -32,6 +32,10 @@ class DatabaseSettings(Section):
     pool_pre_ping: bool = False
     # Seconds to wait for a new connection (PostgreSQL) or a lock (SQLite).
     connect_timeout: float = Field(default=5.0, gt=0)
+    # PostgreSQL: BEGIN at the first statement that needs a transaction, not the first
+    # statement (docs/postgresql.md); false for a pooler that needs every statement in
+    # a transaction, or views whose functions have side effects.
+    begin_at_first_write: bool = True
     echo: bool = False
 
     @field_validator("url")

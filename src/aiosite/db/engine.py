@@ -7,9 +7,10 @@ scripts and tests build their own with ``Database(settings)`` and ``await db.dis
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy import event, text
@@ -26,6 +27,9 @@ from sqlalchemy.pool import StaticPool
 from aiosite.db.config import DatabaseSettings
 from aiosite.db.errors import connection_unsafe
 from aiosite.db.fast_path import FastPath
+from aiosite.db.lazy_begin import install_lazy_begin
+from aiosite.db.orm import SiteSession, session_class
+from aiosite.db.retry import IsolationLevel, name_of, run_attempts
 from aiosite.exceptions import DatabaseUnavailable, ImproperlyConfigured, one_line
 from aiosite.keys import state_of
 from aiosite.settings import Settings
@@ -34,6 +38,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 logger = logging.getLogger("aiosite.db")
+
+T = TypeVar("T")
 
 
 class Database:
@@ -45,10 +51,14 @@ class Database:
         self.url: URL = resolve_url(self.settings.url, settings.project_dir)
         self.engine: AsyncEngine = create_async_engine(self.url, **_engine_options(self))
         _install_connect_hooks(self)
+        # PostgreSQL: BEGIN at the first write, so that reading costs no BEGIN and COMMIT.
+        if self.settings.begin_at_first_write:
+            install_lazy_begin(self.engine.sync_engine)
         # Objects stay usable after commit: the request's session commits after the
         # handler returns, and async code cannot lazy-load expired attributes.
-        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            self.engine, expire_on_commit=False
+        # SiteSession: an AsyncSession with a cheaper get() (aiosite.db.orm).
+        self.sessionmaker: async_sessionmaker[SiteSession] = async_sessionmaker(
+            self.engine, expire_on_commit=False, class_=session_class()
         )
         # Hot queries on the driver connection (its PostgreSQL pool opens on first use).
         self.fast = FastPath(self.engine, self.url, self.settings)
@@ -63,15 +73,20 @@ class Database:
         """The URL without its password, for messages and logs."""
         return self.url.render_as_string(hide_password=True)
 
-    def session(self) -> AsyncSession:
+    def session(self) -> SiteSession:
         """A new session; the caller commits and closes it (or use ``transaction()``)."""
         return self.sessionmaker()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session that commits when the block ends normally and rolls back otherwise."""
+    async def transaction(
+        self, *, isolation_level: IsolationLevel | None = None
+    ) -> AsyncIterator[AsyncSession]:
+        """A session that commits when the block ends normally and rolls back otherwise;
+        at ``isolation_level`` on PostgreSQL (on SQLite every transaction is serializable)."""
         async with self.sessionmaker() as session:
             try:
+                if isolation_level is not None and self.dialect == "postgresql":
+                    await session.connection(execution_options={"isolation_level": isolation_level})
                 yield session
             except BaseException as exc:
                 await end_failed_session(session, exc)
@@ -81,6 +96,25 @@ class Database:
             except BaseException as exc:
                 await end_failed_session(session, exc)
                 raise
+
+    async def run_transaction(
+        self,
+        work: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        attempts: int = 3,
+        isolation_level: IsolationLevel | None = None,
+    ) -> T:
+        """``await work(session)`` in a transaction (and session) of its own, committed
+        before this returns; run again in a new one, after a short random wait, when it
+        ends in a deadlock or serialization failure, up to ``attempts`` runs in all (the
+        last failure is raised). ``work``'s result is returned. See
+        ``aiosite.db.transactions.run_transaction`` for a handler's use."""
+
+        async def attempt() -> T:
+            async with self.transaction(isolation_level=isolation_level) as session:
+                return await work(session)
+
+        return await run_attempts(attempt, attempts=attempts, what=name_of(work))
 
     async def check(self) -> None:
         """Connect once; ImproperlyConfigured naming the setting when that fails."""

@@ -1,7 +1,11 @@
 """What database failures mean for the client: the db battery's exception handlers.
 
 A database that cannot be reached is a 503 with Retry-After (the site recovers by itself
-once it is back); a constraint the view did not check for is a 409.
+once it is back); a constraint the view did not check for is a 409. A transaction that
+lost a race (a deadlock, a serialization failure) or a database too busy to answer in
+time (a lock or statement timeout) is a 503 with Retry-After too, logged in one line:
+the request may well succeed when sent again, and ``run_transaction``
+(``aiosite.db.retry``) runs a unit of work again by itself on a lost race.
 
 A request whose database failed is marked (``database_failed(request)``): its error
 page must not need the database. The request's session refuses a second try
@@ -13,6 +17,7 @@ logged-in user of ``aiosite.contrib.auth``, is shown as unknown.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import asyncpg
 from aiohttp import web
@@ -26,6 +31,30 @@ logger = logging.getLogger("aiosite.db")
 
 # How long a client should wait before retrying while the database is unavailable.
 RETRY_AFTER_SECONDS = "5"
+# ... after its transaction lost a race with another one (which is over by then).
+CONFLICT_RETRY_AFTER_SECONDS = "1"
+
+# A transaction that lost a race with a concurrent one: the server rolled all of it back,
+# and the same work run again in a new transaction normally succeeds (PostgreSQL's docs:
+# "applications using this level must be prepared to retry transactions due to
+# serialization failures"). PostgreSQL's SQLSTATEs, and SQLite's extended result code
+# for a write in a transaction whose snapshot another connection's commit made stale.
+CONFLICTS = {
+    "40001": "serialization failure",
+    "40P01": "deadlock detected",
+    "SQLITE_BUSY_SNAPSHOT": "snapshot made stale by another write",
+}
+# A database too busy to answer in time: a lock held by another transaction for longer
+# than lock_timeout (or at once, with NOWAIT), a statement that ran past
+# statement_timeout (or was cancelled by an operator), SQLite's busy timeout. A 503, but
+# not retried by run_transaction: running the same work again at once adds load to a
+# database that is already slow, and a NOWAIT caller handles the refusal itself.
+BUSY = {
+    "55P03": "lock not available",
+    "57014": "statement cancelled",
+    "SQLITE_BUSY": "database is locked",
+    "SQLITE_LOCKED": "table is locked",
+}
 
 # Connection failures: ours, the pool's, and the fast path's, which asyncpg raises itself
 # (a connection lost in the middle of a query, a server shutting down or starting up).
@@ -83,6 +112,50 @@ def is_database_failure(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
+@dataclass(frozen=True, slots=True)
+class TransientError:
+    """What ``transient_error`` found: the driver's error code and what it means."""
+
+    code: str
+    meaning: str
+    # A lost race (deadlock, serialization failure): the transaction succeeds when run
+    # again. Otherwise the database was too busy (a lock or statement timeout).
+    conflict: bool
+    # The driver's own error, for the log line.
+    driver_error: BaseException
+
+
+def transient_error(exc: BaseException) -> TransientError | None:
+    """What ``exc`` means when it is a transient failure of a transaction (a deadlock, a
+    serialization failure, a lock or statement timeout), from the ORM (SQLAlchemy's
+    ``DBAPIError``, whose ``.orig`` carries the SQLSTATE) or the fast path (asyncpg's
+    own ``DeadlockDetectedError``, ``SerializationError``...); None for anything else."""
+    code: object = None
+    driver_error: BaseException = exc
+    if isinstance(exc, asyncpg.PostgresError):
+        code = exc.sqlstate
+    elif isinstance(exc, DBAPIError) and exc.orig is not None:
+        # asyncpg's error, adapted by SQLAlchemy (with .sqlstate) and kept as the cause;
+        # sqlite3's own error (with .sqlite_errorname).
+        driver_error = _chain(exc.orig)[-1]
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "sqlite_errorname", None)
+    if not isinstance(code, str):
+        return None
+    if code in CONFLICTS:
+        return TransientError(code, CONFLICTS[code], True, driver_error)
+    if code in BUSY:
+        return TransientError(code, BUSY[code], False, driver_error)
+    return None
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` ended a transaction that lost a race with another one (a deadlock,
+    a serialization failure): the same work succeeds when run again in a new
+    transaction. For a retry loop of one's own (``run_transaction`` uses it)."""
+    found = transient_error(exc)
+    return found is not None and found.conflict
+
+
 def connection_unsafe(exc: BaseException) -> bool:
     """Whether the connection a failed operation ran on must be discarded at once, without
     even a ``ROLLBACK``; any other failure is rolled back first, and the connection is
@@ -127,8 +200,10 @@ def mark_database_failed(request: web.Request) -> None:
 def add_exception_handlers(hooks: Hooks) -> None:
     for unavailable in _UNAVAILABLE:
         hooks.add_exception_handler(unavailable, unavailable_page)
-    # Any other driver error: unavailable only when SQLAlchemy saw the connection go.
-    hooks.add_exception_handler(DBAPIError, invalidated_connection_page)
+    # Any other driver error: unavailable when SQLAlchemy saw the connection go, busy
+    # when the transaction lost a race or timed out, else (None) a bug: the 500 page.
+    hooks.add_exception_handler(DBAPIError, driver_error_page)
+    hooks.add_exception_handler(asyncpg.PostgresError, transient_page)  # the fast path
     hooks.add_exception_handler(IntegrityError, conflict_page)
     hooks.add_exception_handler(asyncpg.IntegrityConstraintViolationError, conflict_page)
     hooks.add_exception_hint(MissingGreenlet, MISSING_GREENLET_HINT)
@@ -162,9 +237,34 @@ def unavailable_page(request: web.Request, exc: BaseException) -> None:
     )
 
 
-def invalidated_connection_page(request: web.Request, exc: DBAPIError) -> None:
+def driver_error_page(request: web.Request, exc: DBAPIError) -> None:
     if exc.connection_invalidated:
         unavailable_page(request, exc)
+    transient_page(request, exc)
+
+
+def transient_page(request: web.Request, exc: BaseException) -> None:
+    """503 for a transaction that lost a race (deadlock, serialization failure) or a
+    database too busy to answer in time; None for any other error. One warning line
+    without a traceback: the request was fine, and sending it again may well work."""
+    found = transient_error(exc)
+    if found is None:
+        return
+    logger.warning(
+        "database %s in %s %s, answered 503: %s [%s]",
+        "conflict" if found.conflict else "busy",
+        request.method,
+        request.path,
+        one_line(found.driver_error),
+        found.code,
+    )
+    if found.conflict:
+        text = "The request conflicted with another one; please try again."
+        retry_after = CONFLICT_RETRY_AFTER_SECONDS
+    else:
+        text = "The database is busy; please try again shortly."
+        retry_after = RETRY_AFTER_SECONDS
+    raise web.HTTPServiceUnavailable(text=text, headers={"Retry-After": retry_after})
 
 
 def conflict_page(request: web.Request, exc: BaseException) -> None:

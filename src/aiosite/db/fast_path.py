@@ -5,7 +5,8 @@ unit of work, a greenlet hop per call and identity-map bookkeeping for every row
 the few hot queries of a site, ``Prepared`` keeps the statement a SQLAlchemy expression
 (built from the same models) but compiles it once per dialect and, on PostgreSQL, runs
 it directly on an asyncpg connection as a prepared statement (asyncpg caches the
-prepared statement per connection), returning asyncpg's records. ``update_by_pk``
+prepared statement per connection), returning asyncpg's records (with the columns as
+attributes too: ``Record``). ``update_by_pk``
 writes many rows by primary key in one statement and one round trip.
 
 No library does this: SQLAlchemy's asyncpg dialect always goes through its DBAPI
@@ -13,17 +14,20 @@ adaptation layer and greenlets, and raw asyncpg means writing SQL strings by han
 
 On PostgreSQL the fast path has a pool of its own (opened on first use, sized like
 ``database.pool_size + max_overflow``), so a site that uses both paths can hold up to
-twice the connections. On SQLite the same calls run through SQLAlchemy Core on the
-site's engine: the same results, for development and tests, without the speed-up.
+twice the connections; requests wait for its connections in line (``FairGate``). On
+SQLite the same calls run through SQLAlchemy Core on the site's engine: the same
+results, for development and tests, without the speed-up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
@@ -35,19 +39,88 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import BindParameter
 
 from aiosite.db.errors import connection_unsafe
+from aiosite.db.retry import IsolationLevel, name_of, run_attempts
 from aiosite.exceptions import DatabaseUnavailable, ImproperlyConfigured, one_line
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from sqlalchemy.engine import URL
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
     from aiosite.db.config import DatabaseSettings
 
 M = TypeVar("M")
-# A result row: ``row["column"]`` and ``dict(row)`` work on every backend (asyncpg's
-# Record on PostgreSQL, SQLAlchemy's RowMapping on SQLite).
+T = TypeVar("T")
+# A result row: ``row["column"]``, ``row.column`` and ``dict(row)`` work on every backend
+# (a ``Record`` on PostgreSQL, a ``MappingRow`` on SQLite).
 Row = Mapping[str, Any]
 _Processor = Callable[[Any], Any]
+
+
+class Record(asyncpg.Record):  # type: ignore[misc]  # asyncpg has no type hints
+    """A row on PostgreSQL: asyncpg's record, with its columns as attributes too.
+
+    Each ``Prepared`` statement gets a subclass with a property per result column
+    (``_record_class``): a template's ``{{ row.message }}`` is a plain attribute read,
+    where on asyncpg's own record Jinja2 first fails ``getattr`` (an exception, about a
+    microsecond) and then reads ``row["message"]``. A column without a property (a name
+    that is not an identifier, or one of ``get``, ``items``, ``keys``, ``values``) is
+    still ``row["name"]``.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"the row has no column {name!r}") from None
+
+
+class MappingRow(Mapping[str, Any]):
+    """A row off the driver path (SQLite, or values converted by a column type):
+    ``row["column"]``, ``row.column`` and ``dict(row)``, like a ``Record``."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[Any, Any]) -> None:
+        self._values: dict[str, Any] = dict(values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "_values":
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"the row has no column {name!r}") from None
+
+    def __repr__(self) -> str:
+        return f"MappingRow({self._values!r})"
+
+
+def _record_class(compiled: SQLCompiler) -> type[Record]:
+    """A ``Record`` subclass with a property per result column of ``compiled``.
+
+    The names are the labels SQLAlchemy writes into the statement (``id``, ``id_1`` for a
+    second ``id``, ``count_1`` for ``func.count()``), which are what PostgreSQL returns.
+    """
+    entries = getattr(compiled, "_result_columns", ())
+    properties = {
+        entry.keyname: property(itemgetter(position))
+        for position, entry in enumerate(entries)
+        if entry.keyname.isidentifier() and not hasattr(Record, entry.keyname)
+    }
+    return type("Row", (Record,), {"__slots__": (), "__module__": __name__, **properties})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +139,8 @@ class _Compiled:
     # Result columns, by position, that need converting (a TypeDecorator's
     # process_result_value).
     result_processors: tuple[tuple[int, _Processor], ...]
+    # The class of the rows asyncpg returns (None off the driver path).
+    record_class: type[Record] | None
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional driver arguments for ``params``."""
@@ -185,7 +260,77 @@ def _compile(statement: Executable, dialect: Dialect) -> _Compiled:
         required=tuple((i, n) for i, n in enumerate(names) if binds[n].required),
         bind_processors=tuple(processors),
         result_processors=tuple(result_processors),
+        record_class=_record_class(compiled) if dialect.driver == "asyncpg" else None,
     )
+
+
+class FairGate:
+    """At most ``size`` holders at a time; the others wait in line, first come first served.
+
+    The fast path's requests wait for a connection here, not in asyncpg's pool, whose
+    waiters queue on an ``asyncio.Queue``: a released connection wakes the first waiter,
+    but a request that runs before the woken one resumes (under load one always does)
+    finds the connection in the queue and takes it, and the woken one goes back to the
+    end of the line (tests/db/test_fast.py shows the order). That was the long tail of
+    ``/db`` and ``/fortunes`` under ``wrk -c64`` on 8 connections: with the time spent
+    per request measured in the server, a request's time was its wait for the pool, half
+    the requests got a connection at once, and one in a hundred waited 75-210 ms, ten
+    to twenty times the mean; the event loop never lagged more than a few ms and no
+    collection of the garbage collector took a millisecond. Here a freed turn is handed
+    to the first waiter directly, so a newcomer finds none free while anyone waits: p99
+    fell to 16-40 ms, below the tuned aiohttp peer's on a bare asyncpg pool (60-160 ms,
+    same runs); the median barely moved.
+
+    ``acquire()`` arms its timer only when it has to wait (asyncpg's ``acquire`` and
+    ``release`` with a timeout arm one each per call).
+    """
+
+    __slots__ = ("_free", "_timeout", "_waiters")
+
+    def __init__(self, size: int, timeout: float) -> None:
+        self._free = size
+        self._timeout = timeout
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        """Take a turn, waiting in line for at most ``timeout`` seconds (TimeoutError)."""
+        if self._free and not self._waiters:
+            self._free -= 1
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(self._timeout, _expire, waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                # Handed a turn, then cancelled before it resumed: pass the turn on.
+                self.release()
+            raise
+        finally:
+            timer.cancel()
+
+    def release(self) -> None:
+        """End a turn: the first waiter still waiting gets it, else it is free."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():  # not timed out or cancelled
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError("no free connection in time"))
+
+
+def _first_value(query: Prepared[Any], row: Any) -> Any:
+    if query.into is not None:
+        raise TypeError("fetch_value() reads a column: use fetch_one() for a Prepared(into=...)")
+    return None if row is None else next(iter(dict(row).values()), None)
 
 
 class FastConnection:
@@ -208,14 +353,15 @@ class FastConnection:
         compiled = query.compiled(self._dialect)
         if self._fast.is_postgresql and query.into is None and not compiled.result_processors:
             # The hot case: one record straight from asyncpg.
-            return await self._driver.fetchrow(compiled.sql, *compiled.arguments(params))
+            return await self._driver.fetchrow(
+                compiled.sql, *compiled.arguments(params), record_class=compiled.record_class
+            )
         rows = await self.fetch(query, **params)
         return rows[0] if rows else None
 
     async def fetch_value(self, query: Prepared[M], /, **params: Any) -> Any:
         """The first column of the first row, or None."""
-        row = await self.fetch_one(query, **params)
-        return None if row is None else next(iter(dict(row).values()), None)
+        return _first_value(query, await self.fetch_one(query, **params))
 
     async def execute(self, query: Prepared[M], /, **params: Any) -> None:
         """Run a statement for its effect (INSERT, UPDATE, DELETE)."""
@@ -273,25 +419,45 @@ class FastPath:
         self.is_postgresql = self.dialect.driver == "asyncpg"
         self._closed = False
         self._pool: asyncpg.Pool | None = None
+        self._gate = FairGate(self._pool_max_size(), settings.pool_timeout)
         self._opening: asyncio.Future[asyncpg.Pool] | None = None
         self._update_plans: dict[tuple[str, tuple[str, ...]], _UpdatePlan] = {}
 
     # --- the calls for one statement: a pooled connection for its duration ---------
+    # On PostgreSQL without connection()'s context manager: its generator costs a few
+    # microseconds a call (a twentieth of a /db request).
 
     async def fetch(self, query: Prepared[M], /, **params: Any) -> list[Any]:
         """Every row (``into``: every instance) the query returns."""
-        async with self.connection() as connection:
-            return await connection.fetch(query, **params)
+        if not self.is_postgresql:
+            async with self.connection() as connection:
+                return await connection.fetch(query, **params)
+        pool, driver = await self._acquire()
+        try:
+            rows = await FastConnection(self, driver).fetch(query, **params)
+        except BaseException as exc:
+            await self._release_after(pool, driver, exc)
+            raise
+        await self._release(pool, driver)
+        return rows
 
     async def fetch_one(self, query: Prepared[M], /, **params: Any) -> Any:
         """The first row (or instance), or None."""
-        async with self.connection() as connection:
-            return await connection.fetch_one(query, **params)
+        if not self.is_postgresql:
+            async with self.connection() as connection:
+                return await connection.fetch_one(query, **params)
+        pool, driver = await self._acquire()
+        try:
+            row = await FastConnection(self, driver).fetch_one(query, **params)
+        except BaseException as exc:
+            await self._release_after(pool, driver, exc)
+            raise
+        await self._release(pool, driver)
+        return row
 
     async def fetch_value(self, query: Prepared[M], /, **params: Any) -> Any:
         """The first column of the first row, or None."""
-        async with self.connection() as connection:
-            return await connection.fetch_value(query, **params)
+        return _first_value(query, await self.fetch_one(query, **params))
 
     async def execute(self, query: Prepared[M], /, **params: Any) -> None:
         """Run a statement for its effect, in a transaction of its own."""
@@ -314,40 +480,80 @@ class FastPath:
             async with self._engine.begin() as sa_connection:
                 yield FastConnection(self, sa_connection)
             return
-        pool = self._pool or await self._open_pool()
-        try:
-            driver = await pool.acquire(timeout=self._settings.pool_timeout)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            # The pool connects on demand: a refused connection (too many clients, the
-            # server starting or stopping) surfaces here.
-            raise self._unavailable(exc) from exc
+        pool, driver = await self._acquire()
         try:
             yield FastConnection(self, driver)
         except BaseException as exc:
-            if connection_unsafe(exc):
-                # Cancelled, or lost or mid-operation in the driver: closed rather than
-                # reset and reused; the pool drops a closed connection (see
-                # aiosite.db.engine.end_failed_session). A lost connection may
-                # already be detached from the pool.
-                with contextlib.suppress(asyncpg.InterfaceError):
-                    driver.terminate()
-            # Any other error: the pool resets the connection (after waiting for a query
-            # cut short to end) and keeps it, or closes it if the reset fails; that
-            # failure must not replace the block's error.
-            with contextlib.suppress(Exception):
-                await pool.release(driver)
+            await self._release_after(pool, driver, exc)
             raise
-        await pool.release(driver)
+        await self._release(pool, driver)
+
+    async def _acquire(self) -> tuple[asyncpg.Pool, Any]:
+        """The pool and a connection of it, after waiting in line (``FairGate``)."""
+        pool = self._pool or await self._open_pool()
+        gate = self._gate
+        try:
+            await gate.acquire()
+        except TimeoutError as exc:
+            raise DatabaseUnavailable(
+                f"no free connection to {self._safe_url} within database.pool_timeout "
+                f"({self._settings.pool_timeout:g} s)"
+            ) from exc
+        try:
+            # Never waits for a connection: the gate lets in no more requests than the
+            # pool has connections, and each is back in the pool before its turn is
+            # passed on. It may connect (bounded by database.connect_timeout).
+            driver = await pool.acquire()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The pool connects on demand: a refused connection (too many clients, the
+            # server starting or stopping) surfaces here.
+            gate.release()
+            raise self._unavailable(exc) from exc
+        except BaseException:
+            gate.release()
+            raise
+        return pool, driver
+
+    async def _release(self, pool: asyncpg.Pool, driver: Any) -> None:
+        try:
+            # A connection left in a transaction is rolled back on release: bounded by
+            # the pool timeout. Otherwise release sends nothing, and needs no timer.
+            timeout = self._settings.pool_timeout if driver.is_in_transaction() else None
+            await pool.release(driver, timeout=timeout)
+        finally:
+            self._gate.release()
+
+    async def _release_after(self, pool: asyncpg.Pool, driver: Any, exc: BaseException) -> None:
+        """Release ``driver`` after ``exc`` ended its use; never raises."""
+        if connection_unsafe(exc):
+            # Cancelled, or lost or mid-operation in the driver: closed rather than
+            # reset and reused; the pool drops a closed connection (see
+            # aiosite.db.engine.end_failed_session). A lost connection may
+            # already be detached from the pool.
+            with contextlib.suppress(asyncpg.InterfaceError):
+                driver.terminate()
+        # Any other error: the pool resets the connection (after waiting for a query cut
+        # short to end) and keeps it, or closes it if the reset fails; that failure must
+        # not replace the block's error.
+        try:
+            with contextlib.suppress(Exception):
+                await pool.release(driver, timeout=self._settings.pool_timeout)
+        finally:
+            self._gate.release()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[FastConnection]:
+    async def transaction(
+        self, *, isolation_level: IsolationLevel | None = None
+    ) -> AsyncIterator[FastConnection]:
         """A connection whose statements commit together at the end of the block, or
-        roll back if it raises."""
+        roll back if it raises; at ``isolation_level`` on PostgreSQL (SQLite's
+        transactions are serializable)."""
         async with self.connection() as connection:
             if not self.is_postgresql:
                 yield connection
                 return
-            transaction = connection._driver.transaction()
+            isolation = isolation_level and isolation_level.lower().replace(" ", "_")
+            transaction = connection._driver.transaction(isolation=isolation)
             await transaction.start()
             try:
                 yield connection
@@ -366,6 +572,24 @@ class FastPath:
                             connection._driver.terminate()
                 raise
             await transaction.commit()
+
+    async def run_transaction(
+        self,
+        work: Callable[[FastConnection], Awaitable[T]],
+        *,
+        attempts: int = 3,
+        isolation_level: IsolationLevel | None = None,
+    ) -> T:
+        """``await work(connection)`` in a transaction of its own, run again in a new one
+        when it ends in a deadlock or serialization failure, up to ``attempts`` runs in
+        all (the last failure is raised); returns what ``work`` returns. As
+        ``aiosite.run_transaction`` for the ORM (docs/models.md#transactions-that-retry)."""
+
+        async def attempt() -> T:
+            async with self.transaction(isolation_level=isolation_level) as connection:
+                return await work(connection)
+
+        return await run_attempts(attempt, attempts=attempts, what=name_of(work))
 
     async def _open_pool(self) -> asyncpg.Pool:
         # One pool even when many requests arrive before it exists.
@@ -399,7 +623,7 @@ class FastPath:
             pool = await asyncpg.create_pool(
                 **connect_args,
                 min_size=0,
-                max_size=settings.pool_size + max(settings.max_overflow, 0),
+                max_size=self._pool_max_size(),
                 max_inactive_connection_lifetime=max(settings.pool_recycle, 0) or 300.0,
                 timeout=settings.connect_timeout,
                 server_settings=server_settings,
@@ -409,6 +633,9 @@ class FastPath:
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise self._unavailable(exc) from exc
         return pool
+
+    def _pool_max_size(self) -> int:
+        return self._settings.pool_size + max(self._settings.max_overflow, 0)
 
     async def _setup_codecs(self, connection: asyncpg.Connection) -> None:
         # The codecs SQLAlchemy's asyncpg dialect installs on its own connections (JSON
@@ -440,12 +667,14 @@ class FastPath:
         self, driver: Any, query: Prepared[Any], compiled: _Compiled, arguments: list[Any]
     ) -> list[Any]:
         if self.is_postgresql:
-            rows: list[Any] = await driver.fetch(compiled.sql, *arguments)
+            rows: list[Any] = await driver.fetch(
+                compiled.sql, *arguments, record_class=compiled.record_class
+            )
             return rows
         result = await cast("AsyncConnection", driver).execute(
             query.statement, _named(compiled, arguments)
         )
-        return list(result.mappings().all()) if result.returns_rows else []
+        return [MappingRow(row) for row in result.mappings()] if result.returns_rows else []
 
     async def _execute(
         self, driver: Any, query: Prepared[Any], compiled: _Compiled, arguments: list[Any]
@@ -554,6 +783,6 @@ def _finish_rows(query: Prepared[Any], compiled: _Compiled, rows: list[Any]) -> 
             values = dict(row)
             for position, process in compiled.result_processors:
                 values[keys[position]] = process(row[position])
-            converted.append(values)
+            converted.append(MappingRow(values))
         rows = converted
     return rows if query.into is None else query.instances(rows)

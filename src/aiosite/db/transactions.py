@@ -11,17 +11,24 @@ A connection that a cancelled task or a driver error (lost, mid-operation) left 
 invalidated rather than rolled back, and so is one whose rollback fails: see
 ``aiosite.db.errors.connection_unsafe``. A request whose database could not be reached
 is marked (``database_failed``), and its error page runs no second query.
+
+``run_transaction(request, work)`` runs a unit of work in transactions of its own, run
+again when one loses a race with another request (``aiosite.db.retry``).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
-from aiosite.db.engine import close_quietly, database_of, end_failed_session
+from aiosite.db.engine import database_of, end_failed_session
 from aiosite.db.errors import (
     DatabaseFailedEarlier,
     database_failed,
@@ -29,7 +36,12 @@ from aiosite.db.errors import (
     mark_database_failed,
 )
 from aiosite.db.fast_path import FastPath
+from aiosite.db.retry import IsolationLevel
 from aiosite.hooks import add_request_finalizer
+
+T = TypeVar("T")
+
+logger = logging.getLogger("aiosite.db")
 
 # The request's database session, created by the first db_session(request) call.
 DB_SESSION: web.RequestKey[AsyncSession] = web.RequestKey("aiosite.db_session", AsyncSession)
@@ -65,6 +77,45 @@ def session_scope(
     return database_of(target).transaction()
 
 
+async def run_transaction(
+    target: web.Request | web.Application,
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    attempts: int = 3,
+    isolation_level: IsolationLevel | None = None,
+) -> T:
+    """Run ``await work(session)`` in a transaction of its own, committed before this
+    returns, and run it again in a new one when it ends in a deadlock or a serialization
+    failure (``attempts`` runs in all, with a short random wait between them; the last
+    failure is raised, which the site answers with a 503). Returns what ``work`` returns::
+
+        async def vote(session: AsyncSession) -> int:
+            post = await session.get(Post, post_id, with_for_update=True)
+            post.votes += 1
+            return post.votes
+
+        votes = await run_transaction(request, vote)
+
+    ``work`` gets a new session each time: it must load what it changes with that
+    session, and have no other effect that a second run would repeat.
+    ``isolation_level`` (PostgreSQL) is the transaction's, e.g. ``"SERIALIZABLE"``.
+
+    It is a transaction boundary for the request's own session too: what
+    ``db_session(request)`` did so far is committed first, so that the unit holds no
+    second pooled connection and waits for no lock of its own request. The request's
+    session goes on afterwards in a new transaction, committed when the handler ends.
+    """
+    if isinstance(target, web.Request):
+        if database_failed(target):
+            raise DatabaseFailedEarlier("the database failed earlier in this request")
+        session = target.get(DB_SESSION)
+        if session is not None and session.in_transaction():
+            await session.commit()
+    return await database_of(target).run_transaction(
+        work, attempts=attempts, isolation_level=isolation_level
+    )
+
+
 async def _finish(request: web.Request, session: AsyncSession, exc: BaseException | None) -> None:
     # A db_session() call after this one (an error page's context processor) opens a
     # new session, with a finalizer of its own, unless the database failed.
@@ -73,12 +124,22 @@ async def _finish(request: web.Request, session: AsyncSession, exc: BaseExceptio
         mark_database_failed(request)
     if exc is None or (isinstance(exc, web.HTTPException) and exc.status < 400):
         try:
-            await session.commit()
+            # One greenlet hop for both (SQLAlchemy runs each call of an AsyncSession's
+            # in a greenlet of its own). A session that only read sends nothing: its
+            # transaction never began (aiosite.db.lazy_begin).
+            await session.run_sync(_commit_and_close)
         except BaseException as failure:
             if is_database_failure(failure):
                 mark_database_failed(request)
             await end_failed_session(session, failure)
             raise
-        await close_quietly(session)
     else:
         await end_failed_session(session, exc)
+
+
+def _commit_and_close(session: Session) -> None:
+    session.commit()
+    try:
+        session.close()
+    except Exception:  # as close_quietly: the committed work is what matters
+        logger.debug("closing the session failed", exc_info=True)

@@ -334,6 +334,7 @@ class BlockDetector:
         return filename
 
 
+@functools.cache  # at the first block, not at import: sysconfig's data costs a site 5 ms
 def _library_prefixes() -> tuple[str, ...]:
     paths = sysconfig.get_paths()
     dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
@@ -347,17 +348,12 @@ def _library_prefixes() -> tuple[str, ...]:
     return tuple(sorted(prefixes))
 
 
-_LIBRARY_PREFIXES = _library_prefixes()
-
-
 @functools.lru_cache(maxsize=4096)
 def _is_user_code(filename: str) -> bool:
     if filename.startswith("<"):  # <frozen ...>, <string>
         return False
-    return not (
-        filename.startswith(_LIBRARY_PREFIXES)
-        or os.path.realpath(filename).startswith(_LIBRARY_PREFIXES)
-    )
+    prefixes = _library_prefixes()
+    return not (filename.startswith(prefixes) or os.path.realpath(filename).startswith(prefixes))
 
 
 BLOCK_DETECTOR: web.AppKey[BlockDetector] = web.AppKey("aiosite.block_detector", BlockDetector)

@@ -16,7 +16,7 @@ from aiosite.battery import Battery
 from aiosite.hooks import hooks_of
 from aiosite.keys import CSRF_CHECK, TEMPLATE_GLOBALS
 from aiosite.security.body_size import BodySizeLimit, max_body_size
-from aiosite.security.csrf_check import CsrfGuard, check_streamed_token
+from aiosite.security.csrf_check import SAFE_METHODS, CsrfGuard, check_streamed_token
 from aiosite.security.csrf_cookie import CSRF_COOKIE, CsrfCookie
 from aiosite.security.csrf_tokens import (
     csrf_input_global,
@@ -49,8 +49,14 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
     hooks.add_request_hook(
         BodySizeLimit(settings.server.client_max_size), name="aiosite.body_size", before="*"
     )
-    # The CSRF check reads the session the sessions hook attaches.
-    hooks.add_request_hook(CsrfGuard(settings), name="aiosite.csrf", after="aiosite.sessions")
+    # The CSRF check reads the session the sessions hook attaches; a route that answers
+    # only safe methods (GET, HEAD) never runs it.
+    hooks.add_request_hook(
+        CsrfGuard(settings),
+        name="aiosite.csrf",
+        after="aiosite.sessions",
+        routes=lambda route: route.method not in SAFE_METHODS,
+    )
     hooks.add_response_hook(headers_hook(settings), name="aiosite.security_headers")
     app[CSRF_CHECK] = check_streamed_token
     template_globals = app.get(TEMPLATE_GLOBALS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 
 from aiosite.hooks import ResponseHook
-from aiosite.security.forwarded import request_is_https
+from aiosite.security.forwarded import forwarded_https
 from aiosite.settings import Settings
 
 HTML = "text/html"
@@ -70,29 +70,29 @@ def headers_hook(settings: Settings) -> ResponseHook:
     every, html, https = header_sets(settings)
     trust_proxy = settings.security.trust_proxy_headers
     debug = settings.debug.enabled
+    content_type_header = hdrs.CONTENT_TYPE
 
+    # One frame per response: the HTML and HTTPS tests are inlined (each helper call
+    # cost about as much as the headers it guards), and the raw Content-Type is read,
+    # since response.content_type parses it.
     def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
         headers = response.headers
         for name, value in every:
             headers.setdefault(name, value)
-        if (
-            html
-            and _is_html(headers.get(hdrs.CONTENT_TYPE))
-            and not (debug and _is_toolbar(request))
-        ):
-            for name, value in html:
-                headers.setdefault(name, value)
-        if https and request_is_https(request, trust_proxy=trust_proxy):
+        if html:
+            content_type = headers.get(content_type_header)
+            if (
+                content_type is not None
+                and content_type[:9].lower() == HTML
+                and not (debug and _is_toolbar(request))
+            ):
+                for name, value in html:
+                    headers.setdefault(name, value)
+        if https and (request.secure or (trust_proxy and forwarded_https(request))):
             for name, value in https:
                 headers.setdefault(name, value)
 
     return add_security_headers
-
-
-def _is_html(content_type: str | None) -> bool:
-    # The raw header: response.content_type parses it, which costs more than the rest
-    # of this hook together.
-    return content_type is not None and content_type[:9].lower() == HTML
 
 
 def _is_toolbar(request: web.Request) -> bool:

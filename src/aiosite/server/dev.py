@@ -131,13 +131,18 @@ def _factory(dotted: str) -> Callable[[Settings], web.Application]:
     return factory
 
 
-def serve(config: ServerConfig, *, show_banner: bool = True) -> None:
+def serve(
+    config: ServerConfig, *, show_banner: bool = True, settings: Settings | None = None
+) -> None:
     """Load the settings, build the site and serve it until SIGINT or SIGTERM.
 
-    Startup problems (settings, a broken app, a taken port) raise CommandError with one
-    line; stopping is quiet and waits briefly for requests in flight.
+    ``settings`` are those of ``config`` when the caller has read them already (reading
+    them again would add to the startup). Startup problems (settings, a broken app, a
+    taken port) raise CommandError with one line; stopping is quiet and waits briefly for
+    requests in flight.
     """
-    settings = load_settings(config.project_dir, config.env)
+    if settings is None:
+        settings = load_settings(config.project_dir, config.env)
     config.configure_logging(settings)
     if access_log_wanted(settings, config.access_log):
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)

@@ -28,6 +28,13 @@ from aiosite.exceptions import ImproperlyConfigured
 from aiosite.settings.schema import DEFAULT_ENV, ENV_PREFIX, Settings, settings_class
 from aiosite.settings.sections import Section
 
+# libyaml's safe loader when PyYAML was built with it: ten times as fast as the Python one
+# (20 ms of a site's startup for two files); same data, its own wording of syntax errors.
+try:
+    from yaml import CSafeLoader as SafeLoader
+except ImportError:  # pragma: no cover (PyYAML without libyaml)
+    from yaml import SafeLoader  # type: ignore[assignment]
+
 ENV_VAR = "AIOSITE_ENV"
 CONFIG_DIR = "config"
 # Settings fields that are facts of the run, not settings a file may set.
@@ -167,7 +174,7 @@ def _read_yaml(path: Path, project_dir: Path) -> dict[str, Any]:
             hint = f" (create it, or set {ENV_VAR} to an environment that has a file)"
         raise ImproperlyConfigured(f"{label}: settings file not found{hint}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError as exc:
         raise ImproperlyConfigured(yaml_error(label, exc)) from None
     except ValueError as exc:

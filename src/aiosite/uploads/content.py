@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Sequence
+from typing import Any
 
-import filetype
 from aiohttp.helpers import parse_mimetype
 
 GENERIC_BINARY = "application/octet-stream"
@@ -72,13 +72,20 @@ def is_allowed(media_type: str, allowed: Sequence[str]) -> bool:
     return media_type in allowed or family in allowed
 
 
+def _filetype() -> Any:
+    # Imported when a file is first checked: a site that takes no uploads never needs it.
+    import filetype
+
+    return filetype
+
+
 def sniffed_type(head: bytes) -> str | None:
-    mime = filetype.guess_mime(head)
+    mime = _filetype().guess_mime(head)
     return mime if isinstance(mime, str) else None
 
 
 def _signature_known(media_type: str) -> bool:
-    return media_type != GENERIC_BINARY and filetype.get_type(mime=media_type) is not None
+    return media_type != GENERIC_BINARY and _filetype().get_type(mime=media_type) is not None
 
 
 def _agrees(sniffed: str, declared: str) -> bool:
@@ -110,7 +117,7 @@ def extension_for(media_type: str) -> str:
     """The extension (with its dot) a file of ``media_type`` is stored with: one from
     which ``mimetypes`` derives the same type again, or "" when there is none."""
     candidates = [mimetypes.guess_extension(media_type, strict=False)]
-    known = filetype.get_type(mime=media_type)
+    known = _filetype().get_type(mime=media_type)
     if known is not None:
         candidates.append(f".{known.extension}")
     for extension in candidates:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any, cast
 
 from aiohttp import hdrs, web
@@ -33,12 +33,12 @@ from aiosite.hooks import (
     RequestHook,
     ResponseHook,
 )
-from aiosite.keys import NO_ROUTE, SETTINGS
+from aiosite.keys import NO_ROUTE, REQUEST_ID, SETTINGS
 from aiosite.settings import Settings
 from aiosite.web.debug_page import debug_response
 from aiosite.web.errors import error_response
 from aiosite.web.logs import ThrottledLog
-from aiosite.web.request_id import HEADER, RequestIdFactory, request_id_for
+from aiosite.web.request_id import HEADER, RequestIdFactory, current_request_id, sane_id
 
 logger = logging.getLogger("aiosite.request")
 
@@ -49,113 +49,155 @@ logger = logging.getLogger("aiosite.request")
 HANDLED_REQUEST: web.RequestKey[list[web.Request]] = web.RequestKey("aiosite.handled_request")
 
 
+# What the core settles into each endpoint when the site starts: the handler wrappers, the
+# request hooks and the response hooks that can matter for its routes.
+Settle = Callable[
+    [tuple[HandlerWrapper, ...], tuple[RequestHook, ...], tuple[ResponseHook, ...]], None
+]
+
+
 class Core:
     """The per-request work aiosite always does, run around every handler.
 
     Not an aiohttp middleware by default: as soon as an application has one middleware,
     aiohttp runs every request through its middleware chain (a wrapper of its own, a
     chain lookup, a partial per layer), which costs about a tenth of a hello-world
-    request. Instead ``wrap`` puts the core logic around each handler aiosite mounts
-    (routes, static files) and a fallback resource answers what matches no route.
+    request. Instead ``wrap`` makes each handler aiosite mounts (routes, static files)
+    an endpoint that does the core's work itself, and a fallback resource answers what
+    matches no route. Each endpoint runs only the hooks that can matter for its routes
+    (``routes=`` of ``Hooks.add_request_hook``), settled when the site starts.
 
     Routes added to the router directly (``app.router.add_get`` in a setup hook) are
     wrapped when the site starts. When the site has middlewares (the project's, an
     extension's) or sub-applications, ``startup`` turns the core into the outermost
-    middleware instead, and the wrapped handlers step aside: every request then passes
-    through it exactly once. aiosite's own debug aids add no middleware (they are a
-    request hook and a handler wrapper), so development runs the same path as
-    production.
+    middleware instead, running every hook, and the endpoints step aside: every request
+    then passes through it exactly once. aiosite's own debug aids add no middleware
+    (they are a request hook and a handler wrapper), so development runs the same path
+    as production.
     """
 
     def __init__(self) -> None:
-        # What batteries and apps register (hooks_of(app)); settled into the tuples below
+        # What batteries and apps register (hooks_of(app)); settled into each endpoint
         # when the site is built and again when it starts.
         self.hooks = Hooks()
         self.new_id = RequestIdFactory()
         self.outer = False
-        self.request_hooks: tuple[RequestHook, ...] = ()
-        self.response_hooks: tuple[ResponseHook, ...] = ()
-        self.wrappers: tuple[HandlerWrapper, ...] = ()
-        # Every endpoint the core made, with how to put the handler wrappers in it.
-        self._wrapped: dict[Handler, Callable[[tuple[HandlerWrapper, ...]], None]] = {}
+        # Every endpoint the core made, with how to settle its hooks in it.
+        self._wrapped: dict[Handler, Settle] = {}
         self._fallback = _Fallback(self, self.wrap(_no_route))
+        # The core as a middleware: every hook, around the handler aiohttp passes.
+        self._everything, self._settle_everything = self._endpoint(_no_route)
 
     def wrap(self, handler: Handler | type[web.View]) -> Handler:
         """``handler`` with the core logic around it (for a route aiosite adds)."""
+        endpoint, settle = self._endpoint(handler)
+        # Code that looks at a route's handler (markers, names, docs) still finds them.
+        functools.update_wrapper(
+            endpoint, handler, updated=() if isinstance(handler, type) else ("__dict__",)
+        )
+        self._wrapped[endpoint] = settle
+        return endpoint
+
+    def _endpoint(
+        self, handler: Handler | type[web.View]
+    ) -> tuple[Callable[..., Awaitable[web.StreamResponse]], Settle]:
+        """The core's work around ``handler`` as one coroutine function (no second
+        coroutine per request), and how to settle its hooks."""
         # A class-based view is awaited like a handler's coroutine; typed as one here.
         inner = cast(Handler, handler)
-        # What the endpoint calls: the handler, or the chain of handler wrappers around
-        # it, built once when the site starts (a closure cell: nothing to look up).
+        core = self
+        new_id = self.new_id
+        # Closure cells, settled when the site starts: nothing to look up per request.
         run = inner
+        request_hooks: tuple[RequestHook, ...] = ()
+        response_hooks: tuple[ResponseHook, ...] = ()
 
-        async def endpoint(request: web.Request) -> web.StreamResponse:
-            if self.outer:
-                # The core's middleware set it: every request passes through it first.
-                request[HANDLED_REQUEST][0] = request
-                return await run(request)
-            return await self.serve(request, run)
+        async def endpoint(
+            request: web.Request, outer_handler: Handler | None = None
+        ) -> web.StreamResponse:
+            # aiohttp calls endpoint(request); the core's middleware passes its handler.
+            if outer_handler is None:
+                if core.outer:
+                    # The core's middleware ran the hooks: only the handler is left.
+                    request[HANDLED_REQUEST][0] = request
+                    return await run(request)
+                handler = run
+            else:
+                handler = outer_handler
+            incoming = request.headers.get(HEADER)
+            request_id = incoming if incoming is not None and sane_id(incoming) else new_id()
+            request[REQUEST_ID] = request_id
+            current_request_id.set(request_id)
+            # Set up front: a lookup of a key a request lacks raises and catches KeyError
+            # inside aiohttp (about half a microsecond), and this one is read on every
+            # request. Clones a middleware makes of the request share the list.
+            finalizers: list[RequestFinalizer] = []
+            request[REQUEST_FINALIZERS] = finalizers
+            try:
+                for check in request_hooks:
+                    pending = check(request)
+                    if pending is not None:
+                        await pending
+                response = await handler(request)
+                if finalizers:
+                    await finish_request(request, None)  # a failed commit lands below
+            except web.HTTPException as exc:
+                try:
+                    await finish_request(request, exc)  # a redirect commits, an error not
+                except Exception as failure:
+                    response = await core.exception_response(request, failure)
+                else:
+                    if sent_as_raised(exc):
+                        exc.headers[HEADER] = request_id
+                        finishing = core.finish_response(request, exc, response_hooks)
+                        answer = exc if finishing is None else await finishing
+                        if answer is exc:
+                            raise
+                        return answer
+                    response = await core.exception_response(request, exc)
+                # Whatever rendering the page opened (a context processor's query).
+                await finish_request(request, exc)
+            except Exception as exc:
+                await finish_request(request, exc)
+                response = await core.exception_response(request, exc)
+                await finish_request(request, exc)
+            except BaseException as exc:  # cancelled: give back what the handler held
+                await finish_request(request, exc)
+                raise
+            # Set here rather than in on_response_prepare, whose receiver costs as much
+            # per request as this whole function; a handler that prepares its own stream
+            # sets it itself (docs/errors-and-logging.md).
+            if not response.prepared:
+                response.headers[HEADER] = request_id
+                # finish_response, inlined: it runs on every response.
+                hooked = request if outer_handler is None else request[HANDLED_REQUEST][0]
+                finishing = None
+                try:
+                    for index, hook in enumerate(response_hooks):
+                        pending = hook(hooked, response)
+                        if pending is not None:
+                            rest = response_hooks[index + 1 :]
+                            finishing = core._finish_hooks(hooked, response, pending, rest)
+                            break
+                except Exception as exc:
+                    finishing = core._hook_failed(hooked, response, exc)
+                if finishing is not None:
+                    return await finishing
+            return response
 
-        def chain(wrappers: tuple[HandlerWrapper, ...]) -> None:
-            nonlocal run
+        def settle(
+            wrappers: tuple[HandlerWrapper, ...],
+            request_hooks_: tuple[RequestHook, ...],
+            response_hooks_: tuple[ResponseHook, ...],
+        ) -> None:
+            nonlocal run, request_hooks, response_hooks
+            request_hooks, response_hooks = request_hooks_, response_hooks_
             run = inner
             # First-ordered outermost, as aiohttp chains middlewares.
             for wrapper in reversed(wrappers):
                 run = functools.update_wrapper(functools.partial(wrapper, handler=run), inner)
 
-        # Code that looks at a route's handler (markers, names, docs) still finds them.
-        functools.update_wrapper(
-            endpoint, handler, updated=() if isinstance(handler, type) else ("__dict__",)
-        )
-        self._wrapped[endpoint] = chain
-        return endpoint
-
-    async def serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        request_id = request_id_for(request, self.new_id)
-        # Set up front: a lookup of a key a request lacks raises and catches KeyError
-        # inside aiohttp (about half a microsecond), and this one is read on every request.
-        # Clones a middleware makes of the request share the list.
-        finalizers: list[RequestFinalizer] = []
-        request[REQUEST_FINALIZERS] = finalizers
-        try:
-            for check in self.request_hooks:
-                pending = check(request)
-                if pending is not None:
-                    await pending
-            response = await handler(request)
-            if finalizers:
-                await finish_request(request, None)  # a failed commit lands below
-        except web.HTTPException as exc:
-            try:
-                await finish_request(request, exc)  # a redirect commits, an error does not
-            except Exception as failure:
-                response = await self.exception_response(request, failure)
-            else:
-                if sent_as_raised(exc):
-                    exc.headers[HEADER] = request_id
-                    finishing = self.finish_response(request, exc)
-                    answer = exc if finishing is None else await finishing
-                    if answer is exc:
-                        raise
-                    return answer
-                response = await self.exception_response(request, exc)
-            # Whatever rendering the page opened (a context processor's query).
-            await finish_request(request, exc)
-        except Exception as exc:
-            await finish_request(request, exc)
-            response = await self.exception_response(request, exc)
-            await finish_request(request, exc)
-        except BaseException as exc:  # cancelled: give back what the handler held
-            await finish_request(request, exc)
-            raise
-        # Set here rather than in on_response_prepare, whose receiver costs as much per
-        # request as this whole method; a handler that prepares its own stream sets it
-        # itself (docs/errors-and-logging.md).
-        if not response.prepared:
-            response.headers[HEADER] = request_id
-            finishing = self.finish_response(request, response)
-            if finishing is not None:
-                return await finishing
-        return response
+        return endpoint, settle
 
     async def exception_response(
         self, request: web.Request, exc: BaseException
@@ -197,21 +239,24 @@ class Core:
         return await server_error_response(request, exc)
 
     def finish_response(
-        self, request: web.Request, response: web.StreamResponse
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        hooks: tuple[ResponseHook, ...],
     ) -> Awaitable[web.StreamResponse] | None:
-        """Run the response hooks: None once they are done, which is the common case (every
-        hook synchronous for this response, so nothing is awaited); otherwise an awaitable
-        that finishes them and gives the answer, the error page of a hook that failed (a
-        session store that is down) included."""
+        """Run the response ``hooks``: None once they are done, which is the common case
+        (every hook synchronous for this response, so nothing is awaited); otherwise an
+        awaitable that finishes them and gives the answer, the error page of a hook that
+        failed (a session store that is down) included."""
         if self.outer:
             request = request[HANDLED_REQUEST][0]
-        for index, hook in enumerate(self.response_hooks):
+        for index, hook in enumerate(hooks):
             try:
                 pending = hook(request, response)
             except Exception as exc:
                 return self._hook_failed(request, response, exc)
             if pending is not None:
-                return self._finish_hooks(request, response, pending, index + 1)
+                return self._finish_hooks(request, response, pending, hooks[index + 1 :])
         return None
 
     async def _finish_hooks(
@@ -219,11 +264,11 @@ class Core:
         request: web.Request,
         response: web.StreamResponse,
         pending: Awaitable[None],
-        start: int,
+        rest: tuple[ResponseHook, ...],
     ) -> web.StreamResponse:
         try:
             await pending
-            for hook in self.response_hooks[start:]:
+            for hook in rest:
                 more = hook(request, response)
                 if more is not None:
                     await more
@@ -239,13 +284,15 @@ class Core:
         return answer
 
     def middleware(self) -> Middleware:
+        everything = self._everything
+
         @web.middleware
         async def aiosite_core(request: web.Request, handler: Handler) -> web.StreamResponse:
             # A container the clones a later middleware may make share with this request
             # (their state is a shallow copy), as they share the finalizers: the request
             # the handler was given, whose session the response hooks save.
             request[HANDLED_REQUEST] = [request]
-            return await self.serve(request, handler)
+            return await everything(request, handler)
 
         return aiosite_core
 
@@ -257,19 +304,61 @@ class Core:
         hooks registered so far is checked now: an impossible one stops the site from
         being built, before its startup opens anything.
         """
-        self._settle_hooks()
+        self.plan(())
         app.on_startup.append(self.startup)
 
-    def _settle_hooks(self) -> None:
+    def plan(
+        self, routes: Collection[web.AbstractRoute]
+    ) -> tuple[tuple[HandlerWrapper, ...], tuple[RequestHook, ...], tuple[ResponseHook, ...]]:
+        """The handler wrappers, request hooks and response hooks that requests to
+        ``routes`` run, in order (every one for no route)."""
         hooks = self.hooks
-        self.request_hooks = hooks.request_hooks.ordered()
-        self.response_hooks = hooks.response_hooks.ordered()
-        self.wrappers = hooks.handler_wrappers.ordered()
+        return (
+            tuple(hook for _, hook in hooks.handler_wrappers.for_routes(routes)),
+            tuple(hook for _, hook in hooks.request_hooks.for_routes(routes)),
+            tuple(hook for _, hook in hooks.response_hooks.for_routes(routes)),
+        )
+
+    def hook_names(self, app: web.Application, route: web.AbstractRoute) -> dict[str, list[str]]:
+        """The names of the hooks a request to ``route`` of ``app`` runs, by kind (for
+        ``aiosite routes --hooks``)."""
+        router = app.router
+        routes = self._routes_by_endpoint(router).get(route.handler, [])
+        # A site that will run the core as a middleware runs every request and response
+        # hook (decided at startup; asked here of a site that may not have started).
+        every = self.outer or self._runs_as_middleware(router.resources(), app.middlewares)
+        hooks = self.hooks
+        return {
+            "request": [
+                name for name, _ in hooks.request_hooks.for_routes(() if every else routes)
+            ],
+            "wrapper": [name for name, _ in hooks.handler_wrappers.for_routes(routes)],
+            "response": [
+                name for name, _ in hooks.response_hooks.for_routes(() if every else routes)
+            ],
+        }
+
+    @staticmethod
+    def _runs_as_middleware(
+        resources: Collection[web.AbstractResource], middlewares: Collection[object]
+    ) -> bool:
+        return bool(middlewares) or any(
+            isinstance(resource, web.PrefixedSubAppResource) for resource in resources
+        )
+
+    def _routes_by_endpoint(
+        self, router: web.UrlDispatcher
+    ) -> dict[Handler, list[web.AbstractRoute]]:
+        routes: dict[Handler, list[web.AbstractRoute]] = {}
+        for resource in router.resources():
+            if not isinstance(resource, (web.PrefixedSubAppResource, _Fallback)):
+                for route in resource:
+                    routes.setdefault(route.handler, []).append(route)
+        return routes
 
     async def startup(self, app: web.Application) -> None:
         """Settle the hooks and choose how the core runs, once every route and middleware
         is in place."""
-        self._settle_hooks()  # again, with what was registered since
         self.hooks.started = True
         router = app.router
         # Last in its index bucket again: behind "/" and "/{name}" routes added later.
@@ -287,9 +376,13 @@ class Core:
                     # once it is added; the attribute has been the same throughout
                     # aiohttp 3, and a test serves such routes through the core.
                     route._handler = self.wrap(route.handler)  # type: ignore[assignment]
-        if self.wrappers:
-            for chain in self._wrapped.values():
-                chain(self.wrappers)
+        routes_of = self._routes_by_endpoint(router)
+        for endpoint, settle in self._wrapped.items():
+            settle(*self.plan(routes_of.get(endpoint, ())))
+        # As a middleware the core runs every request and response hook; the handler
+        # wrappers stay in each route's endpoint, per route.
+        _, request_hooks, response_hooks = self.plan(())
+        self._settle_everything((), request_hooks, response_hooks)
         if (app.middlewares or sub_apps) and not app.middlewares.frozen:
             # The fallback steps aside too: unmatched requests get aiohttp's own 404/405
             # (which normalize_path_middleware and the like look for), and the core

@@ -38,3 +38,26 @@ async def test_a_hash_that_was_not_awaited_fails_when_the_row_is_written(
                 session.add(module.User(username="bob", password=forgotten))
         forgotten.close()  # Python would warn that it was never awaited
         assert "sqlite3.ProgrammingError" in str(caught.value)
+
+
+async def test_unknown_users_are_checked_against_a_hash_made_without_hashing(
+    make_project: ProjectFactory,
+) -> None:
+    # The hash a login for an unknown username is verified against has the hasher's
+    # parameters (so the check costs what a real one does) and matches nothing; making
+    # it runs no argon2, so a site with auth does no hashing when it starts.
+    import argon2
+
+    from aiosite.contrib.auth.passwords import unmatchable_hash
+
+    passwords = auth().Passwords(load_settings(make_auth_project(make_project), "test"))
+    real = await passwords.hash("a good password")
+    hasher = argon2.PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    dummy = unmatchable_hash(hasher)
+    assert argon2.extract_parameters(dummy) == argon2.extract_parameters(hasher.hash("x"))
+    assert argon2.extract_parameters(passwords._dummy) == argon2.extract_parameters(real)
+    assert dummy != unmatchable_hash(hasher)
+    for password in ("", "a good password", "x"):
+        assert await passwords.verify(dummy, password) is False
+        assert await passwords.verify(passwords._dummy, password) is False
+    await passwords.dummy_verify("a good password")

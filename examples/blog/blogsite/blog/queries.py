@@ -67,7 +67,11 @@ async def tags_named(session: AsyncSession, wanted: list[tuple[str, str]]) -> li
 
     New tags are flushed here, on their own, so that a later flush of the post can fail
     only for the post's own reasons. Two requests making the same new tag at once: the
-    later one fails here (the site answers 409), and sending the form again finds the tag.
+    post form saves in a SERIALIZABLE transaction (``run_transaction``), where on
+    PostgreSQL the later one fails with a serialization failure rather than a unique
+    violation, and its second run finds the tag. On SQLite, whose writers wait for each
+    other, the later one's insert fails (the site answers 409), and sending the form
+    again finds the tag.
     """
     if not wanted:
         return []

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiosite import (
     db_session,
@@ -28,6 +29,7 @@ from aiosite import (
     hit_rate_limit,
     paginate,
     render,
+    run_transaction,
     settings_of,
     template,
     url_for,
@@ -44,7 +46,7 @@ from .attachments import (
     delete_files,
 )
 from .forms import DUPLICATE_SLUG, CommentForm, PostData, PostForm
-from .models import Comment, Post, Tag
+from .models import Attachment, Comment, Post, Tag
 from .queries import (
     EDITING,
     PAGE,
@@ -166,8 +168,7 @@ class NewPost(web.View):
     async def post(self) -> web.Response:
         user = await current_user(self.request)
         upload = await read_upload_form(self.request)
-        post = Post(author_id=user.id, tags=[], attachments=[])
-        return await _save(self.request, post, upload, editing=None)
+        return await _save(self.request, upload, editing=None, author_id=user.id)
 
 
 class EditPost(web.View):
@@ -182,7 +183,7 @@ class EditPost(web.View):
         # Checked before the body is read: a refused request stores no file.
         post = await self._post()
         upload = await read_upload_form(self.request)
-        return await _save(self.request, post, upload, editing=post)
+        return await _save(self.request, upload, editing=post)
 
     async def _post(self) -> Post:
         # The tags and attachments are loaded so that assigning new ones can tell which
@@ -195,38 +196,51 @@ class EditPost(web.View):
 
 
 async def _save(
-    request: web.Request, post: Post, upload: UploadForm, *, editing: Post | None
+    request: web.Request,
+    upload: UploadForm,
+    *,
+    editing: Post | None,
+    author_id: int | None = None,
 ) -> web.Response:
+    """Save the form: a new post by ``author_id``, or ``editing`` (loaded with EDITING)."""
     form = PostForm.from_data(upload.fields)
     data = form.validate()
     if data is None:
         return await _refuse(request, form, upload, editing=editing)
-    session = db_session(request)
-    old_slug = post.slug
-    removed = [a for a in post.attachments if a.id in data.remove]
-    _apply(post, data, await tags_named(session, data.tags))
-    post.attachments = [
-        *(a for a in post.attachments if a.id not in data.remove),
-        *attachments_of(upload),
-    ]
-    session.add(post)
-    try:
+
+    async def save(session: AsyncSession) -> list[Attachment]:
+        # One run of the save, in a transaction of its own: the post, its tags (made
+        # when new) and attachments, read and written with this run's session. Returns
+        # the attachments it removes, whose files are deleted once it has committed.
+        if editing is None:
+            post = Post(author_id=author_id, tags=[], attachments=[])
+        else:
+            post = await get_or_404(session, Post, editing.id, options=[*EDITING])
+        removed = [a for a in post.attachments if a.id in data.remove]
+        _apply(post, data, await tags_named(session, data.tags))
+        post.attachments = [
+            *(a for a in post.attachments if a.id not in data.remove),
+            *attachments_of(upload),
+        ]
+        session.add(post)
         await session.flush()
+        return removed
+
+    try:
+        # SERIALIZABLE: two posts naming the same new tag at once is, on PostgreSQL, a
+        # serialization failure for one of them, and run_transaction saves it again; its
+        # second run finds the tag (queries.tags_named).
+        removed = await run_transaction(request, save, isolation_level="SERIALIZABLE")
     except IntegrityError as exc:
         # The unique constraint is the guard: a SELECT beforehand could not see a post
-        # another request is saving at the same moment. The rollback also undoes tags
-        # made above, and expires every object of the session, the user the page's
-        # header names included: read them again before showing the form.
-        await session.rollback()
+        # another request is saving at the same moment. The run was rolled back as a
+        # whole, the tags it made included; the request's own objects (the user the
+        # page's header names, the post being edited) are as they were.
         if not any(name in str(exc.orig) for name in _SLUG_CONSTRAINT):
             raise
-        await session.refresh(await current_user(request))
-        if editing is not None:
-            editing = await post_or_404(session, old_slug, *EDITING)
         form.errors["slug"] = DUPLICATE_SLUG
         return await _refuse(request, form, upload, editing=editing)
-    # The rows are gone; now their files. (Were the commit after the handler to fail,
-    # those attachments would be missing their file: a 404, not a broken page.)
+    # The rows are gone, committed; now their files.
     await delete_files(request, removed)
     await flash(request, "The post is saved.", "success")
     raise web.HTTPSeeOther(url_for(request, "blog:detail", slug=data.slug))

@@ -10,7 +10,6 @@ List it in ``apps:`` like any app, then write and apply its tables' migration
 
 from aiosite import App
 
-from .commands import commands
 from .config import AuthSettings, PasswordHasherSettings, auth_settings
 from .decorators import login_needed, login_required, permission_required
 from .models import Group, LoginFailure, Permission, User
@@ -47,7 +46,8 @@ app = App(
     prefix="/auth",
     context_processors=[user_context],
     template_globals={"has_perm": has_perm_global},
-    commands=commands,
+    # Imported by the command line only: the site itself never imports Typer.
+    commands="aiosite.contrib.auth.commands:commands",
     setup=setup,
     settings=AuthSettings,
 )

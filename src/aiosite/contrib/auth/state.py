@@ -24,14 +24,9 @@ AUTH: web.AppKey[AuthState] = web.AppKey("aiosite.contrib.auth", AuthState)
 
 def setup(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
     """The auth app's ``App(setup=...)`` hook."""
-    app[AUTH] = state = AuthState(Passwords(settings), registry_permissions(registry))
-
-    async def warm_up(app: web.Application) -> None:
-        # The hash a login for an unknown username is checked against, made before the
-        # first request so that such a login costs what any other does.
-        await state.passwords.dummy_verify("")
-
-    app.on_startup.append(warm_up)
+    # The hash a login for an unknown username is checked against is made with the
+    # hasher, without hashing (passwords.unmatchable_hash): no startup work.
+    app[AUTH] = AuthState(Passwords(settings), registry_permissions(registry))
 
 
 def auth_state(target: web.Request | web.Application) -> AuthState:
