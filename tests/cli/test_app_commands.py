@@ -79,3 +79,25 @@ def test_app_commands_given_by_path_are_imported_by_the_command_line_only(
         main(["--project", str(root), "greet", "--name", "ada"])
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == "hello ada from Test Site"
+
+
+def test_an_app_whose_commands_do_not_import_hides_only_its_own(
+    make_project: ProjectFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_project(
+        {
+            **GREETER,
+            "PKG/broken/__init__.py": """
+                from aiosite import App
+
+                app = App("broken", commands="PKG.broken.nowhere:commands")
+            """,
+        },
+        apps=["home", "greeter", "broken"],
+    )
+    with pytest.raises(SystemExit) as info:
+        main(["--project", str(root), "greet", "--name", "ada"])
+    assert info.value.code == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "hello ada from Test Site"
+    assert "nowhere:commands' does not import" in err

@@ -42,9 +42,15 @@ def _app_commands(ctx: Any) -> dict[str, Any]:
         state.env = ctx.params["env"]
     try:
         registry = load_apps(state.settings())
-        groups = [_typer(loaded.package, loaded.config.commands) for loaded in registry]
     except AiositeError:
-        return {}
+        return {}  # the command itself reports the project's error
+    groups = []
+    for loaded in registry:
+        try:
+            groups.append(_typer(loaded.package, loaded.config.commands))
+        except AiositeError as exc:
+            # One app's broken commands= hides only that app's commands, and says why.
+            typer.echo(f"error: {exc}", err=True)
     commands: dict[str, Any] = {}
     for group in groups:
         if group is None:
