@@ -25,8 +25,9 @@ aiohttp's route (its ``method``, its ``handler`` with the markers decorators put
                            routes=lambda route: route.method not in {"GET", "HEAD"})
 
 It is asked once per route when the site starts; the requests of a route for which it
-says False never call the hook. Requests that match no route, and every request of a
-site whose core runs as a middleware, call every hook.
+says False never call the hook. Requests that match no route call every hook; a site
+whose core runs as a middleware calls every request and response hook on every
+request, and handler wrappers per route.
 """
 
 from __future__ import annotations
@@ -117,10 +118,6 @@ class OrderedHooks(Generic[T]):
         self._entries.append(_Entry(name, hook, before_set, after_set, routes))
         self._order = None
 
-    def ordered(self) -> tuple[T, ...]:
-        """The hooks in running order: every constraint met, else the order of adding."""
-        return tuple(entry.hook for entry in self._ordered_entries())
-
     def for_routes(self, routes: Collection[web.AbstractRoute]) -> list[tuple[str, T]]:
         """The names and hooks, in running order, that can matter for requests to any of
         ``routes`` (every hook when ``routes`` is empty: a request no route matched)."""
@@ -131,6 +128,7 @@ class OrderedHooks(Generic[T]):
         ]
 
     def _ordered_entries(self) -> list[_Entry[T]]:
+        """The entries in running order: every constraint met, else the order of adding."""
         if self._order is None:
             self._order = self._settle()
         return self._order

@@ -457,3 +457,27 @@ async def test_attempts_must_be_one_or_more(database: TestDatabase) -> None:
             await db.run_transaction(work, attempts=0)
     finally:
         await db.dispose()
+
+
+@pytest.mark.db_backends("postgresql")
+async def test_is_conflict_tells_the_errors_run_transaction_retries(
+    database: TestDatabase,
+) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    from aiosite.db.errors import is_conflict
+
+    opened = database.open()
+    raised: list[BaseException] = []
+    try:
+        for code in ("40P01", "40001", "55P03"):
+            raise_it = text(f"DO $$ BEGIN RAISE EXCEPTION 'race' USING ERRCODE = '{code}'; END $$")
+            async with opened.engine.connect() as connection:
+                with pytest.raises(DBAPIError) as wrapped:
+                    await connection.execute(raise_it)
+            raised += [wrapped.value, wrapped.value.orig.__cause__]  # type: ignore[union-attr]
+    finally:
+        await opened.dispose()
+    # SQLAlchemy's wrapper and asyncpg's own error: a deadlock and a serialization
+    # failure are conflicts (worth running again), a lock not available is not.
+    assert [is_conflict(exc) for exc in raised] == [True, True, True, True, False, False]

@@ -10,7 +10,7 @@ ROUTES = """\
 from aiohttp import web
 from wtforms import StringField
 
-from aiosite import Routes, csrf_exempt, hit_rate_limit, rate_limit, render
+from aiosite import Routes, check_rate_limit, csrf_exempt, hit_rate_limit, rate_limit, render
 from aiosite.forms import Form
 
 routes = Routes()
@@ -76,6 +76,12 @@ async def inside(request: web.Request) -> web.Response:
     if not result.allowed:
         return web.Response(text=f"wait {result.retry_after}s ({result.limit})", status=429)
     return web.Response(text="inside")
+
+
+@routes.get("/checked", name="checked")
+async def checked(request: web.Request) -> web.Response:
+    await check_rate_limit(request, "1/minute", key=by_token, scope="exports")
+    return web.Response(text="checked")
 
 
 class CommentForm(Form):

@@ -122,6 +122,16 @@ async def test_a_handler_can_answer_a_refusal_its_own_way(make_project: ProjectF
         assert "Retry-After" not in refused.headers
 
 
+async def test_check_rate_limit_refuses_with_the_sites_429(make_project: ProjectFactory) -> None:
+    token = {"X-Token": "alice"}
+    async with site_client(limited_project(make_project)) as client:
+        assert await (await client.get("/checked", headers=token)).text() == "checked"
+        refused = await client.get("/checked", headers=token)
+        assert refused.status == 429
+        a_minute_at_most(refused.headers["Retry-After"])
+        assert "<h1>429</h1>" in await refused.text()
+
+
 async def test_a_refused_form_comes_back_with_its_error_and_what_was_typed(
     make_project: ProjectFactory,
 ) -> None:

@@ -151,7 +151,7 @@ def transient_error(exc: BaseException) -> TransientError | None:
 def is_conflict(exc: BaseException) -> bool:
     """Whether ``exc`` ended a transaction that lost a race with another one (a deadlock,
     a serialization failure): the same work succeeds when run again in a new
-    transaction. For a retry loop of one's own (``run_transaction`` uses it)."""
+    transaction: what ``run_transaction`` runs again. For a retry loop of one's own."""
     found = transient_error(exc)
     return found is not None and found.conflict
 

@@ -583,7 +583,8 @@ class FastPath:
         """``await work(connection)`` in a transaction of its own, run again in a new one
         when it ends in a deadlock or serialization failure, up to ``attempts`` runs in
         all (the last failure is raised); returns what ``work`` returns. As
-        ``aiosite.run_transaction`` for the ORM (docs/models.md#transactions-that-retry)."""
+        ``aiosite.run_transaction`` for the ORM
+        (docs/models.md#transactions-that-retry-run_transaction)."""
 
         async def attempt() -> T:
             async with self.transaction(isolation_level=isolation_level) as connection:

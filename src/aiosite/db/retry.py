@@ -46,7 +46,7 @@ MAX_BACKOFF_SECONDS = 1.0
 
 async def run_attempts(attempt: Callable[[], Awaitable[T]], *, attempts: int, what: str) -> T:
     """``await attempt()``, called again (up to ``attempts`` calls in all) while it fails
-    with a transaction conflict (``aiosite.db.errors.is_conflict``); the last conflict,
+    with a transaction conflict (what ``aiosite.db.errors.is_conflict`` tells); the last conflict,
     or any other error, is raised. ``attempt`` must begin and end a transaction of its
     own. Each conflict that is retried is logged at INFO, naming ``what``."""
     if attempts < 1:

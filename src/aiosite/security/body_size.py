@@ -88,6 +88,6 @@ class BodySizeLimit:
         except KeyError:
             pass
         limit = _route_limit(handler, request.method, self.site_limit)
-        if len(self._limits) < 10_000:  # routes are few; clients cannot grow this
+        if len(self._limits) < 10_000:  # bounded: a client chooses the method on * routes
             self._limits[key] = limit
         return limit

@@ -51,12 +51,13 @@ LINGER_SECONDS = 2.0
 class ConnectionLimits:
     """The bounds every connection is held to (the ``server:`` settings)."""
 
-    head_timeout: float = 10.0
-    body_timeout: float = 10.0
-    body_min_rate: int = 1024
-    keepalive_timeout: float = 15.0
-    max_connections: int = 1000
-    server_header: str = "aiosite"
+    # No defaults of its own: the server: and security: settings hold them.
+    head_timeout: float
+    body_timeout: float
+    body_min_rate: int
+    keepalive_timeout: float
+    max_connections: int
+    server_header: str
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ConnectionLimits:

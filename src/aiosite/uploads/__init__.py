@@ -8,6 +8,7 @@ media root from which uploads would be served as site assets or templates.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from aiohttp import web
@@ -15,7 +16,7 @@ from aiohttp import web
 from aiosite.apps import AppRegistry
 from aiosite.battery import Battery
 from aiosite.exceptions import ImproperlyConfigured
-from aiosite.settings import Settings
+from aiosite.settings import Settings, project_relative
 from aiosite.uploads.config import UploadSettings, check_media_types, media_root
 from aiosite.uploads.limits import accepts_uploads
 from aiosite.uploads.reader import UploadedFile, UploadForm, read_upload_form
@@ -44,9 +45,7 @@ def media_root_problem(media_root: Path, settings: Settings, registry: AppRegist
     stored name reach them.
     """
     project_dir = settings.project_dir.resolve()
-
-    def shown(path: Path) -> str:
-        return str(path.relative_to(project_dir)) if path.is_relative_to(project_dir) else str(path)
+    shown = functools.partial(project_relative, project_dir=project_dir)
 
     packages: list[Path] = []
     if registry.project.path is not None:

@@ -77,15 +77,16 @@ class Core:
     """
 
     def __init__(self) -> None:
-        # What batteries and apps register (hooks_of(app)); settled into each endpoint
-        # when the site is built and again when it starts.
+        # What batteries and apps register (hooks_of(app)); their order is checked when
+        # the site is built, and they are settled into each endpoint when it starts.
         self.hooks = Hooks()
         self.new_id = RequestIdFactory()
         self.outer = False
         # Every endpoint the core made, with how to settle its hooks in it.
         self._wrapped: dict[Handler, Settle] = {}
         self._fallback = _Fallback(self, self.wrap(_no_route))
-        # The core as a middleware: every hook, around the handler aiohttp passes.
+        # The core as a middleware: every request and response hook, around the handler
+        # the middleware passes in (the handler given here is never called).
         self._everything, self._settle_everything = self._endpoint(_no_route)
 
     def wrap(self, handler: Handler | type[web.View]) -> Handler:
@@ -149,7 +150,8 @@ class Core:
                 else:
                     if sent_as_raised(exc):
                         exc.headers[HEADER] = request_id
-                        finishing = core.finish_response(request, exc, response_hooks)
+                        hooked = request if outer_handler is None else request[HANDLED_REQUEST][0]
+                        finishing = core.finish_response(hooked, exc, response_hooks)
                         answer = exc if finishing is None else await finishing
                         if answer is exc:
                             raise
@@ -169,18 +171,8 @@ class Core:
             # sets it itself (docs/errors-and-logging.md).
             if not response.prepared:
                 response.headers[HEADER] = request_id
-                # finish_response, inlined: it runs on every response.
                 hooked = request if outer_handler is None else request[HANDLED_REQUEST][0]
-                finishing = None
-                try:
-                    for index, hook in enumerate(response_hooks):
-                        pending = hook(hooked, response)
-                        if pending is not None:
-                            rest = response_hooks[index + 1 :]
-                            finishing = core._finish_hooks(hooked, response, pending, rest)
-                            break
-                except Exception as exc:
-                    finishing = core._hook_failed(hooked, response, exc)
+                finishing = core.finish_response(hooked, response, response_hooks)
                 if finishing is not None:
                     return await finishing
             return response
@@ -244,12 +236,11 @@ class Core:
         response: web.StreamResponse,
         hooks: tuple[ResponseHook, ...],
     ) -> Awaitable[web.StreamResponse] | None:
-        """Run the response ``hooks``: None once they are done, which is the common case
-        (every hook synchronous for this response, so nothing is awaited); otherwise an
-        awaitable that finishes them and gives the answer, the error page of a hook that
-        failed (a session store that is down) included."""
-        if self.outer:
-            request = request[HANDLED_REQUEST][0]
+        """Run the response ``hooks`` on the request the handler was given: None once they
+        are done, which is the common case (every hook synchronous for this response, so
+        nothing is awaited); otherwise an awaitable that finishes them and gives the
+        answer, the error page of a hook that failed (a session store that is down)
+        included."""
         for index, hook in enumerate(hooks):
             try:
                 pending = hook(request, response)
@@ -342,6 +333,8 @@ class Core:
     def _runs_as_middleware(
         resources: Collection[web.AbstractResource], middlewares: Collection[object]
     ) -> bool:
+        """Whether the core must be the outermost middleware: the site has middlewares of
+        its own or sub-applications (the one rule startup and ``hook_names`` follow)."""
         return bool(middlewares) or any(
             isinstance(resource, web.PrefixedSubAppResource) for resource in resources
         )
@@ -383,7 +376,7 @@ class Core:
         # wrappers stay in each route's endpoint, per route.
         _, request_hooks, response_hooks = self.plan(())
         self._settle_everything((), request_hooks, response_hooks)
-        if (app.middlewares or sub_apps) and not app.middlewares.frozen:
+        if self._runs_as_middleware(sub_apps, app.middlewares) and not app.middlewares.frozen:
             # The fallback steps aside too: unmatched requests get aiohttp's own 404/405
             # (which normalize_path_middleware and the like look for), and the core
             # turns them into error pages.
