@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DEMO_DIR ?= examples/blog
 AIOSITE := $(abspath $(BIN))/aiosite
 
-.PHONY: install demo test lint format typecheck layers pytest bench bench-check clean
+.PHONY: install browser demo test lint format typecheck layers pytest bench bench-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,30 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The browser tests (tests/e2e/test_browser_chat.py) drive Debian's chromium through
+# Playwright: Playwright's own browser downloads are not used. Installed when missing,
+# as root or through sudo; without either, CI (AIOSITE_REQUIRE_SERVICES=1) stops here
+# and a developer's run goes on with the browser tests skipped. AIOSITE_CHROMIUM names
+# another binary, for this target and the tests alike.
+CHROMIUM := $(or $(AIOSITE_CHROMIUM),/usr/bin/chromium)
+APT_INSTALL := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+
+## Install Debian's chromium for the browser tests (apt-get, as root or with sudo).
+browser:
+	@if [ -x "$(CHROMIUM)" ]; then \
+		:; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make browser: $(CHROMIUM) is missing and there is no apt-get here (the browser tests are skipped); install chromium and set AIOSITE_CHROMIUM=/path/to/chromium" >&2; \
+		[ "$${AIOSITE_REQUIRE_SERVICES:-}" != 1 ]; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		sh -c '$(APT_INSTALL)'; \
+	elif command -v sudo >/dev/null 2>&1; then \
+		sudo sh -c '$(APT_INSTALL)'; \
+	else \
+		echo "make browser: $(CHROMIUM) is missing (the browser tests are skipped); as root run: $(APT_INSTALL)" >&2; \
+		[ "$${AIOSITE_REQUIRE_SERVICES:-}" != 1 ]; \
+	fi
+
 ## Run the example site on http://127.0.0.1:8080 (SQLite, development settings):
 ## migrate its database and load the demo posts first (loading again updates them).
 demo: $(STAMP)
@@ -27,9 +51,10 @@ demo: $(STAMP)
 	cd $(DEMO_DIR) && $(AIOSITE) db seed blogsite/blog/fixtures/demo.yaml
 	cd $(DEMO_DIR) && $(AIOSITE) run --host $(HOST) --port $(PORT)
 
-## Lint, type-check, check the layers, run the whole test suite with coverage, and check
-## every benchmark implementation against TechEmpower's rules (no load).
-test: lint typecheck layers pytest bench-check
+## Install chromium for the browser tests when missing, lint, type-check, check the
+## layers, run the whole test suite with coverage, and check every benchmark
+## implementation against TechEmpower's rules (no load).
+test: browser lint typecheck layers pytest bench-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
@@ -42,10 +67,25 @@ layers: $(STAMP)
 	$(BIN)/lint-imports
 
 # coverage run (not pytest --cov): the aiosite pytest plugin imports aiosite before
-# pytest-cov would start measuring.
-pytest: $(STAMP)
+# pytest-cov would start measuring. The browser tests run beside the rest, in a pytest of
+# their own with pytest-playwright on (every other run has `-p no:playwright`): its sync
+# API keeps an event loop running in the main thread for the whole session, which the
+# asyncio tests after it cannot start theirs beside. BROWSER_TESTS= leaves them out.
+BROWSER_TESTS ?= tests/e2e/test_browser_chat.py
+BROWSER_LOG := .browser-tests.log
+pytest: $(STAMP) browser
 	$(BIN)/coverage erase
-	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	@if [ -n "$(BROWSER_TESTS)" ]; then \
+		$(BIN)/coverage run -m pytest -p playwright $(BROWSER_TESTS) > $(BROWSER_LOG) 2>&1 & \
+		browser=$$!; \
+	fi; \
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ -n "$(BROWSER_TESTS)" ]; then \
+		wait $$browser; browser_status=$$?; \
+		echo "--- browser tests ($(BROWSER_TESTS)) ---"; cat $(BROWSER_LOG); \
+		[ $$browser_status -eq 0 ] || status=$$browser_status; \
+	fi; \
+	exit $$status
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 

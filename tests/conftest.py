@@ -257,3 +257,17 @@ async def _with_database(target: TestDatabase, method: str) -> None:
         await getattr(database, method)()
     finally:
         await database.dispose()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The browser tests need pytest-playwright, which only a run of their own turns on
+    # (`-p playwright`, as `make pytest` does): see the Makefile.
+    if config.pluginmanager.hasplugin("playwright"):
+        return
+    skip = pytest.mark.skip(
+        reason="browser test: run it with `pytest -p playwright tests/e2e/test_browser_chat.py`"
+        " (make test does, beside the rest)"
+    )
+    for item in items:
+        if item.path.name == "test_browser_chat.py":
+            item.add_marker(skip)

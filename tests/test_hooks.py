@@ -218,7 +218,7 @@ def write_setup(make_project: ProjectFactory, body: str) -> Path:
             "hooks.add_request_hook(lambda r: None, name='x.check', after=['x.missing'])",
             "request hook 'x.check' is to run after 'x.missing', but no request hook has that "
             "name (the site has: 'aiosite.sessions', 'aiosite.allowed_hosts', 'aiosite.body_size', "
-            "'aiosite.csrf', 'x.check')",
+            "'aiosite.csrf', 'aiosite.websocket_origin', 'x.check')",
         ),
         (
             "hooks.add_response_hook(lambda r, s: None, name='x.a', after='x.b')\n"

@@ -12,6 +12,20 @@ if TYPE_CHECKING:
     from aiosite.apps import apps_of as apps_of
     from aiosite.apps import command_settings as command_settings
     from aiosite.apps import load_apps as load_apps
+    from aiosite.channels import ChannelUnavailable as ChannelUnavailable
+    from aiosite.channels import Hub as Hub
+    from aiosite.channels import LiveCounts as LiveCounts
+    from aiosite.channels import Message as Message
+    from aiosite.channels import MessageTooLarge as MessageTooLarge
+    from aiosite.channels import SiteEventStream as SiteEventStream
+    from aiosite.channels import SiteWebSocket as SiteWebSocket
+    from aiosite.channels import SubscriberTooSlow as SubscriberTooSlow
+    from aiosite.channels import Subscription as Subscription
+    from aiosite.channels import broadcast as broadcast
+    from aiosite.channels import live_connections as live_connections
+    from aiosite.channels import open_event_stream as open_event_stream
+    from aiosite.channels import open_websocket as open_websocket
+    from aiosite.channels import stream_channel as stream_channel
     from aiosite.db.engine import DATABASE as DATABASE
     from aiosite.db.engine import Database as Database
     from aiosite.db.engine import database_of as database_of
@@ -46,6 +60,17 @@ if TYPE_CHECKING:
     from aiosite.hooks import ResponseHook as ResponseHook
     from aiosite.hooks import add_request_finalizer as add_request_finalizer
     from aiosite.hooks import hooks_of as hooks_of
+    from aiosite.http import CircuitOpen as CircuitOpen
+    from aiosite.http import Gathered as Gathered
+    from aiosite.http import Service as Service
+    from aiosite.http import UpstreamError as UpstreamError
+    from aiosite.http import UpstreamResponse as UpstreamResponse
+    from aiosite.http import UpstreamStatusError as UpstreamStatusError
+    from aiosite.http import UpstreamTimeout as UpstreamTimeout
+    from aiosite.http import UpstreamUnavailable as UpstreamUnavailable
+    from aiosite.http import gather_upstreams as gather_upstreams
+    from aiosite.http import http_client as http_client
+    from aiosite.http import service as service
     from aiosite.keys import REQUEST_ID as REQUEST_ID
     from aiosite.keys import SETTINGS as SETTINGS
     from aiosite.keys import settings_of as settings_of
@@ -91,6 +116,20 @@ _EXPORTS: dict[str, str] = {
     "apps_of": "aiosite.apps",
     "command_settings": "aiosite.apps",
     "load_apps": "aiosite.apps",
+    "ChannelUnavailable": "aiosite.channels",
+    "Hub": "aiosite.channels",
+    "LiveCounts": "aiosite.channels",
+    "Message": "aiosite.channels",
+    "MessageTooLarge": "aiosite.channels",
+    "SiteEventStream": "aiosite.channels",
+    "SiteWebSocket": "aiosite.channels",
+    "SubscriberTooSlow": "aiosite.channels",
+    "Subscription": "aiosite.channels",
+    "broadcast": "aiosite.channels",
+    "live_connections": "aiosite.channels",
+    "open_event_stream": "aiosite.channels",
+    "open_websocket": "aiosite.channels",
+    "stream_channel": "aiosite.channels",
     "DATABASE": "aiosite.db.engine",
     "Database": "aiosite.db.engine",
     "database_of": "aiosite.db.engine",
@@ -125,6 +164,17 @@ _EXPORTS: dict[str, str] = {
     "ResponseHook": "aiosite.hooks",
     "add_request_finalizer": "aiosite.hooks",
     "hooks_of": "aiosite.hooks",
+    "CircuitOpen": "aiosite.http",
+    "Gathered": "aiosite.http",
+    "Service": "aiosite.http",
+    "UpstreamError": "aiosite.http",
+    "UpstreamResponse": "aiosite.http",
+    "UpstreamStatusError": "aiosite.http",
+    "UpstreamTimeout": "aiosite.http",
+    "UpstreamUnavailable": "aiosite.http",
+    "gather_upstreams": "aiosite.http",
+    "http_client": "aiosite.http",
+    "service": "aiosite.http",
     "REQUEST_ID": "aiosite.keys",
     "SETTINGS": "aiosite.keys",
     "settings_of": "aiosite.keys",
@@ -171,14 +221,21 @@ __all__ = [
     "AiositeError",
     "App",
     "AppRegistry",
+    "ChannelUnavailable",
+    "CircuitOpen",
     "CommandError",
     "Database",
     "DatabaseUnavailable",
     "DeployProblem",
     "ExceptionHandler",
+    "Gathered",
     "HandlerWrapper",
     "Hooks",
+    "Hub",
     "ImproperlyConfigured",
+    "LiveCounts",
+    "Message",
+    "MessageTooLarge",
     "MissingDependency",
     "Model",
     "NoReverseMatch",
@@ -191,13 +248,24 @@ __all__ = [
     "ResponseHook",
     "Routes",
     "Section",
+    "Service",
     "SessionStoreUnavailable",
     "Settings",
+    "SiteEventStream",
+    "SiteWebSocket",
+    "SubscriberTooSlow",
+    "Subscription",
     "Timestamped",
+    "UpstreamError",
+    "UpstreamResponse",
+    "UpstreamStatusError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
     "UtcDateTime",
     "__version__",
     "add_request_finalizer",
     "apps_of",
+    "broadcast",
     "by_address",
     "check_rate_limit",
     "client_address",
@@ -209,19 +277,24 @@ __all__ = [
     "db_session",
     "fast_path",
     "flash",
+    "gather_upstreams",
     "get_csrf_token",
     "get_flashed_messages",
     "get_or_404",
     "get_session",
     "hit_rate_limit",
     "hooks_of",
+    "http_client",
     "is_secure",
     "json_response",
+    "live_connections",
     "load_apps",
     "load_settings",
     "load_site",
     "max_body_size",
     "models_of",
+    "open_event_stream",
+    "open_websocket",
     "paginate",
     "rate_limit",
     "read_form",
@@ -231,10 +304,12 @@ __all__ = [
     "rotate_csrf_token",
     "rotate_session",
     "run_transaction",
+    "service",
     "session_scope",
     "session_store_failed",
     "settings_of",
     "static_url",
+    "stream_channel",
     "template",
     "url_for",
     "wants_json",

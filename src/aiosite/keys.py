@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from aiohttp import web
+from multidict import istr
 
 from aiosite.settings import Settings
 
@@ -27,6 +28,15 @@ STREAMS_BODY = "aiosite_streams_body"
 # A handler attribute: the core's answer to a request that matched no route (404, 405),
 # which request hooks such as the CSRF check let through to keep its status.
 NO_ROUTE = "aiosite_no_route"
+# A handler attribute: the endpoint of a ``routes.websocket`` route, set when it is
+# mounted. The security battery's origin check runs only on routes that carry it.
+WEBSOCKET = "aiosite_websocket"
+
+# aiosite.security's check of a websocket's Origin (cross-site websocket hijacking): raises
+# HTTPForbidden for a browser's upgrade from another site. The security battery runs it as
+# a request hook on ``routes.websocket`` routes; ``open_websocket`` calls it on a route
+# that did not (one added with ``app.router.add_get``).
+OriginCheck = Callable[[web.Request], None]
 
 # Writes a cookie onto the response. A battery that keeps something in the visitor's
 # browser beside the session (the CSRF cookie of a visitor whose session holds nothing)
@@ -37,12 +47,19 @@ CookieWriter = Callable[[web.StreamResponse], None]
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("aiosite.settings", Settings)
 CSRF_CHECK: web.AppKey[CsrfCheck] = web.AppKey("aiosite.csrf_check")
+WEBSOCKET_ORIGIN_CHECK: web.AppKey[OriginCheck] = web.AppKey("aiosite.websocket_origin_check")
 # The globals of the site's Jinja2 environment, for batteries that add template helpers
 # (csrf_input, flashed_messages); set by the templates battery, which is set up first.
 TEMPLATE_GLOBALS: web.AppKey[MutableMapping[str, Any]] = web.AppKey("aiosite.template_globals")
 
+# The header that carries a request's id: read from and answered by aiosite.web, set on
+# the upgrade of a websocket or event stream by aiosite.channels, passed on to upstreams
+# by aiosite.http. An istr: looked up without case-folding on every request.
+REQUEST_ID_HEADER = istr("X-Request-ID")
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("aiosite.request_id", str)
 CSRF_PENDING: web.RequestKey[bool] = web.RequestKey("aiosite.csrf_pending", bool)
+# Set once the websocket origin check has passed for the request.
+ORIGIN_CHECKED: web.RequestKey[bool] = web.RequestKey("aiosite.origin_checked", bool)
 VISITOR_COOKIES: web.RequestKey[list[CookieWriter]] = web.RequestKey(
     "aiosite.visitor_cookies", list
 )

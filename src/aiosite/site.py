@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from aiosite import db, debug, ratelimit, security, sessions, uploads
+from aiosite import channels, db, debug, http, ratelimit, security, sessions, uploads
 from aiosite.apps import APPS, AppRegistry, load_apps
 from aiosite.battery import Battery
 from aiosite.exceptions import ImproperlyConfigured
@@ -43,6 +43,8 @@ BATTERIES: tuple[Battery, ...] = (
     security.battery,
     uploads.battery,
     ratelimit.battery,
+    channels.battery,
+    http.battery,
     debug.battery,
 )
 

@@ -3,8 +3,9 @@ the secret-key policy.
 
 The request hooks are named ``aiosite.allowed_hosts`` (first of all), ``aiosite.body_size``
 (next: a body declared too large is refused before it is read) and ``aiosite.csrf``
-(after ``aiosite.sessions``, whose session it reads); the response hook
-``aiosite.security_headers``.
+(after ``aiosite.sessions``, whose session it reads), and ``aiosite.websocket_origin``
+on websocket routes only (before the session is read: a refused upgrade loads nothing);
+the response hook ``aiosite.security_headers``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from aiohttp import web
 from aiosite.apps import AppRegistry
 from aiosite.battery import Battery
 from aiosite.hooks import hooks_of
-from aiosite.keys import CSRF_CHECK, TEMPLATE_GLOBALS
+from aiosite.keys import CSRF_CHECK, TEMPLATE_GLOBALS, WEBSOCKET_ORIGIN_CHECK
 from aiosite.security.body_size import BodySizeLimit, max_body_size
 from aiosite.security.csrf_check import SAFE_METHODS, CsrfGuard, check_streamed_token
 from aiosite.security.csrf_cookie import CSRF_COOKIE, CsrfCookie
@@ -32,6 +33,12 @@ from aiosite.security.secret_key import (
     refuse_public_site_without_secret_key,
     secret_key_problem,
     secret_key_problems,
+)
+from aiosite.security.websocket_origin import (
+    WebSocketOrigin,
+    allow_every_origin,
+    check_origin_enabled,
+    is_websocket_route,
 )
 from aiosite.settings import Settings
 
@@ -59,6 +66,20 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
     )
     hooks.add_response_hook(headers_hook(settings), name="aiosite.security_headers")
     app[CSRF_CHECK] = check_streamed_token
+    # Cross-site websocket hijacking: a browser's upgrade from another site's page gets
+    # 403. A hook of websocket routes only; open_websocket runs the same check on a route
+    # added to the router directly, which carries no marker.
+    if check_origin_enabled(settings):
+        origin = WebSocketOrigin(settings)
+        hooks.add_request_hook(
+            origin,
+            name="aiosite.websocket_origin",
+            before="aiosite.sessions",
+            routes=is_websocket_route,
+        )
+        app[WEBSOCKET_ORIGIN_CHECK] = origin.check
+    else:
+        app[WEBSOCKET_ORIGIN_CHECK] = allow_every_origin
     template_globals = app.get(TEMPLATE_GLOBALS)
     if template_globals is not None:
         template_globals.update(csrf_token=csrf_token_global, csrf_input=csrf_input_global)

@@ -2,5 +2,7 @@
 
 from aiosite.testing.csrf import csrf_headers as csrf_headers
 from aiosite.testing.csrf import csrf_token as csrf_token
+from aiosite.testing.upstreams import FakeUpstream as FakeUpstream
+from aiosite.testing.upstreams import fake_upstream as fake_upstream
 
-__all__ = ["csrf_headers", "csrf_token"]
+__all__ = ["FakeUpstream", "csrf_headers", "csrf_token", "fake_upstream"]

@@ -10,7 +10,8 @@ the run, a fresh SQLite file or, on PostgreSQL, a schema ``test_<hex>`` of the c
 database dropped at the end, and migrates it once (Alembic when the project has
 migrations, ``create_all`` otherwise). ``db`` empties every table before its test and
 gives the test an ``AsyncSession`` on that database; what the test commits, requests
-through ``client`` see.
+through ``client`` see. Nor does it call real upstreams: its outbound HTTP goes to
+loopback only (``http.outbound``), where fakes listen (``aiosite.testing.fake_upstream``).
 
 When the test settings turn on ``debug.detect_blocking``, a test during which the site
 blocked the event loop in the project's code fails with the route and code line of each
@@ -38,6 +39,7 @@ from aiosite.exceptions import AiositeError, ImproperlyConfigured
 from aiosite.settings import Settings, find_project_dir
 from aiosite.site import create_site, load_settings
 from aiosite.testing import database as test_database
+from aiosite.testing.upstreams import outbound_to_loopback
 
 TEST_ENV = "test"
 ALLOW_BLOCKING = "allow_blocking"
@@ -157,11 +159,13 @@ def aiosite_test_database(
 
 @pytest.fixture
 def site_settings(aiosite_project_dir: Path, aiosite_test_database: DatabaseSettings) -> Settings:
-    """The project's settings for the ``test`` environment, on the test database."""
+    """The project's settings for the ``test`` environment, on the test database, with
+    outbound HTTP to loopback only (``http.outbound``, unless the settings set it)."""
     settings = _load_settings(aiosite_project_dir)
     where = {"url": aiosite_test_database.url, "schema_name": aiosite_test_database.schema_name}
     database = settings.section(DatabaseSettings).model_copy(update=where)
-    return settings.model_copy(update={"database": database})
+    # Nothing beyond loopback: an upstream a test forgot to fake fails at once.
+    return outbound_to_loopback(settings.model_copy(update={"database": database}))
 
 
 @pytest.fixture

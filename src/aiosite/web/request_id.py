@@ -7,9 +7,9 @@ import itertools
 import os
 import re
 
-from multidict import istr
+from aiosite.keys import REQUEST_ID_HEADER
 
-HEADER = istr("X-Request-ID")  # istr: looked up without case-folding on every request
+HEADER = REQUEST_ID_HEADER
 # Whether an incoming X-Request-ID is kept (else a new id is made).
 sane_id = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}").fullmatch
 

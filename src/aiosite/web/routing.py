@@ -18,7 +18,7 @@ from aiohttp import hdrs, web
 from aiosite.apps import AppRegistry
 from aiosite.battery import Battery
 from aiosite.exceptions import ImproperlyConfigured
-from aiosite.keys import TEMPLATE_GLOBALS
+from aiosite.keys import TEMPLATE_GLOBALS, WEBSOCKET
 from aiosite.settings import Settings
 from aiosite.web.core import CORE
 from aiosite.web.mounted import ROUTES, MountedRoute, RouteHandler, SiteRoutes
@@ -161,6 +161,10 @@ def mount(
         _check_handler(app_name, route.method, path, route.handler)
         full_name = f"{app_name}:{route.name}" if route.name else None
         handler = core.wrap(route.handler)
+        if route.websocket:
+            # On the endpoint, not the user's function: the security battery's origin
+            # check is settled onto the routes that carry it (hooks' routes=).
+            setattr(handler, WEBSOCKET, True)
         try:
             if route.method == hdrs.METH_GET and not route.websocket:
                 added = router.add_get(path, handler, name=full_name, **route.kwargs)

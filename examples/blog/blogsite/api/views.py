@@ -1,6 +1,8 @@
 """The API's handlers: one or two queries each and a dict for orjson, nothing more.
 
-Published posts only; a draft is a 404 here as if it did not exist.
+Published posts only; a draft is a 404 here as if it did not exist. ``dashboard`` is
+the exception: it reads no table but calls the site's upstream services (``http:`` in
+config/default.yaml) at once, within one deadline.
 """
 
 from __future__ import annotations
@@ -11,13 +13,32 @@ from aiohttp import web
 from sqlalchemy import func, select
 from sqlalchemy.orm import defer, selectinload
 
-from aiosite import Prepared, db_session, fast_path, json_response, paginate, url_for
+from aiosite import (
+    Prepared,
+    db_session,
+    fast_path,
+    gather_upstreams,
+    json_response,
+    paginate,
+    service,
+    url_for,
+)
 from aiosite.contrib.auth import User
 from blogsite.blog.models import Comment, Post
 from blogsite.blog.queries import SUMMARY, published_posts
 
 PER_PAGE = 20
 MAX_PER_PAGE = 100
+# Seconds the dashboard waits for its upstreams, all of them together: what has not
+# come back by then is left out (and named in "errors"), so the dashboard answers in
+# about this long at most however slow an upstream is.
+DASHBOARD_DEADLINE = 2.0
+# The dashboard's parts: (service of http.services, path).
+DASHBOARD = {
+    "weather": ("weather", "/today"),
+    "news": ("news", "/headlines"),
+    "status": ("status", "/status"),
+}
 
 
 async def posts(request: web.Request) -> web.Response:
@@ -100,6 +121,27 @@ async def stats(request: web.Request) -> web.Response:
     return json_response(
         {"posts": row["posts"], "comments": row["comments"], "latest": row["latest"]}
     )
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    """``GET /api/dashboard``: ``{"results": {name: the upstream's JSON}, "errors":
+    {name: {"status", "error"}}}``, what each upstream of ``DASHBOARD`` answered within
+    ``DASHBOARD_DEADLINE``; the parts that failed or came too late are in ``errors``
+    (502: it failed, 504: too late, 503: its circuit breaker is open)."""
+    gathered = await gather_upstreams(
+        request,
+        {name: _upstream_json(request, *call) for name, call in DASHBOARD.items()},
+        deadline=DASHBOARD_DEADLINE,
+    )
+    return json_response(gathered.as_json())
+
+
+async def _upstream_json(request: web.Request, name: str, path: str) -> Any:
+    """The JSON an upstream answers ``GET path`` with; a 4xx or a body that is not JSON
+    is that upstream's failure (an ``UpstreamError``), not the dashboard's."""
+    resp = await service(request, name).get(path)
+    resp.raise_for_status()
+    return resp.json()  # UpstreamUnavailable when the body is not JSON
 
 
 def _summary(request: web.Request, post: Post) -> dict[str, Any]:

@@ -12,10 +12,15 @@ access.py.
 A post's comments come ``COMMENTS_PER_PAGE`` at a time, oldest first (``?page=N``; a page
 that is not a number or past the last is a 404, as ``paginate`` answers), and each user
 may post ``COMMENT_LIMIT`` of them.
+
+Publishing a post (a new one, or a draft saved with "Published" ticked) announces it on
+the broadcast hub's ``POSTS_CHANNEL``, which every open page's banner listens to
+(``home:post_events``, ``static/live.js``).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +28,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aiosite import (
+    ChannelUnavailable,
+    broadcast,
     db_session,
     flash,
     get_or_404,
@@ -67,6 +74,10 @@ COMMENT_LIMIT = "5/minute"
 # (models' naming convention), SQLite the table and column.
 _SLUG_CONSTRAINT = ("uq_blog_post_slug", "blog_post.slug")
 FILES_AGAIN = "Choose the files again: they are not kept while the post has errors."
+# The hub channel of newly published posts: {"id", "title", "url"}.
+POSTS_CHANNEL = "posts"
+
+logger = logging.getLogger(__name__)
 
 
 @template("blog/index.html")
@@ -208,10 +219,11 @@ async def _save(
     if data is None:
         return await _refuse(request, form, upload, editing=editing)
 
-    async def save(session: AsyncSession) -> list[Attachment]:
+    async def save(session: AsyncSession) -> tuple[int, list[Attachment]]:
         # One run of the save, in a transaction of its own: the post, its tags (made
         # when new) and attachments, read and written with this run's session. Returns
-        # the attachments it removes, whose files are deleted once it has committed.
+        # the post's id and the attachments it removes, whose files are deleted once it
+        # has committed.
         if editing is None:
             post = Post(author_id=author_id, tags=[], attachments=[])
         else:
@@ -224,13 +236,14 @@ async def _save(
         ]
         session.add(post)
         await session.flush()
-        return removed
+        return post.id, removed
 
+    was_published = editing is not None and editing.published
     try:
         # SERIALIZABLE: two posts naming the same new tag at once is, on PostgreSQL, a
         # serialization failure for one of them, and run_transaction saves it again; its
         # second run finds the tag (queries.tags_named).
-        removed = await run_transaction(request, save, isolation_level="SERIALIZABLE")
+        post_id, removed = await run_transaction(request, save, isolation_level="SERIALIZABLE")
     except IntegrityError as exc:
         # The unique constraint is the guard: a SELECT beforehand could not see a post
         # another request is saving at the same moment. The run was rolled back as a
@@ -242,8 +255,22 @@ async def _save(
         return await _refuse(request, form, upload, editing=editing)
     # The rows are gone, committed; now their files.
     await delete_files(request, removed)
+    location = url_for(request, "blog:detail", slug=data.slug)
+    if data.published and not was_published:
+        await _announce(request, {"id": post_id, "title": data.title, "url": location})
     await flash(request, "The post is saved.", "success")
-    raise web.HTTPSeeOther(url_for(request, "blog:detail", slug=data.slug))
+    raise web.HTTPSeeOther(location)
+
+
+async def _announce(request: web.Request, post: dict[str, Any]) -> None:
+    """Tell the open pages that ``post`` was just published (committed already)."""
+    try:
+        await broadcast(request).publish(POSTS_CHANNEL, post)
+    except ChannelUnavailable as exc:
+        # The post is saved whatever happens here: answering 503 now would tell its
+        # author it was not, and they would send it again. Only the live notice is
+        # lost; the post is on the lists for everybody who loads a page.
+        logger.warning("Post %s published but not announced: %s", post["id"], exc)
 
 
 def _apply(post: Post, data: PostData, tags: list[Tag]) -> None:

@@ -13,3 +13,5 @@ from . import views
 routes = Routes()
 routes.get("/", views.index, name="index")
 routes.get("/about", views.about, name="about")
+# Site-wide rather than the blog's: every page's banner (static/live.js) listens here.
+routes.get("/events/posts", views.post_events, name="post_events")

@@ -1,0 +1,1 @@
+"""The websocket broadcast benchmark project (bench/ws)."""
