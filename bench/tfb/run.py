@@ -382,8 +382,8 @@ def chart(
     return True
 
 
-def versions(python: str) -> dict[str, str | None]:
-    """Package versions in the servers' environment."""
+def versions(python: str, packages: Sequence[str] = PACKAGES) -> dict[str, str | None]:
+    """Versions of ``packages`` in the servers' environment."""
     script = (
         "import json, sys\nfrom importlib import metadata\nout = {}\n"
         "for name in sys.argv[1:]:\n"
@@ -391,7 +391,7 @@ def versions(python: str) -> dict[str, str | None]:
         "    except metadata.PackageNotFoundError: out[name] = None\n"
         "out['python'] = sys.version.split()[0]\nprint(json.dumps(out))\n"
     )
-    done = subprocess.run([python, "-c", script, *PACKAGES], capture_output=True, text=True)
+    done = subprocess.run([python, "-c", script, *packages], capture_output=True, text=True)
     return json.loads(done.stdout) if done.returncode == 0 else {}
 
 

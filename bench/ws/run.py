@@ -45,7 +45,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from tfb.run import _table, can_pin, cpu_model, postgres_pids, taskset_all_threads
+from tfb.run import _table, can_pin, cpu_model, postgres_pids, taskset_all_threads, versions
 from tfb.servers import BENCH, BENCH_PYTHON, StartError
 
 from ws import servers
@@ -368,18 +368,6 @@ def targets(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def versions(python: str) -> dict[str, str | None]:
-    script = (
-        "import json, sys\nfrom importlib import metadata\nout = {}\n"
-        "for name in sys.argv[1:]:\n"
-        "    try: out[name] = metadata.version(name)\n"
-        "    except metadata.PackageNotFoundError: out[name] = None\n"
-        "out['python'] = sys.version.split()[0]\nprint(json.dumps(out))\n"
-    )
-    done = subprocess.run([python, "-c", script, *PACKAGES], capture_output=True, text=True)
-    return json.loads(done.stdout) if done.returncode == 0 else {}
-
-
 def source_info() -> dict[str, Any]:
     """Which aiosite was measured: the commit, and a hash of the channels and server code
     as it is on disk (it may be ahead of the commit)."""
@@ -527,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "baseline": BASELINE,
         },
         "machine": machine_info(),
-        "versions": versions(args.python),
+        "versions": versions(args.python, PACKAGES),
         "source": source,
         "summary": summary,
         "targets": targets(summary),
