@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 DEMO_DIR ?= examples/blog
 AIOSITE := $(abspath $(BIN))/aiosite
 
-.PHONY: install browser demo test lint format typecheck layers pytest bench bench-check clean
+.PHONY: install system-packages browser demo test lint format typecheck layers pytest bench bench-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,29 +20,41 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The browser tests (tests/e2e/test_browser_chat.py) drive Debian's chromium through
-# Playwright: Playwright's own browser downloads are not used. Installed when missing,
-# as root or through sudo; without either, CI (AIOSITE_REQUIRE_SERVICES=1) stops here
-# and a developer's run goes on with the browser tests skipped. AIOSITE_CHROMIUM names
-# another binary, for this target and the tests alike.
+# Debian packages some tests need: chromium for the browser tests
+# (tests/e2e/test_browser_chat.py, driven through Playwright: its own browser downloads
+# are not used) and nginx for the deployment and scale-out tests (tests/support/nginx.py
+# runs its own nginx, on its own port, prefix and config: a system nginx that the
+# package starts on port 80 is left alone). The missing ones are installed with one
+# apt-get update and install, as root or through sudo; without either, CI
+# (AIOSITE_REQUIRE_SERVICES=1) stops here and a developer's run goes on with those tests
+# skipped. AIOSITE_CHROMIUM and AIOSITE_NGINX name other binaries, for this target and
+# the tests alike.
 CHROMIUM := $(or $(AIOSITE_CHROMIUM),/usr/bin/chromium)
-APT_INSTALL := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+NGINX := $(or $(AIOSITE_NGINX),/usr/sbin/nginx)
+APT_INSTALL := apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends
 
-## Install Debian's chromium for the browser tests (apt-get, as root or with sudo).
-browser:
-	@if [ -x "$(CHROMIUM)" ]; then \
+## Install Debian's chromium and nginx for the tests when missing (apt-get, as root or with sudo).
+system-packages:
+	@missing=""; \
+	[ -x "$(CHROMIUM)" ] || missing="$$missing chromium"; \
+	[ -x "$(NGINX)" ] || missing="$$missing nginx"; \
+	install="$(APT_INSTALL)$$missing"; \
+	if [ -z "$$missing" ]; then \
 		:; \
 	elif ! command -v apt-get >/dev/null 2>&1; then \
-		echo "make browser: $(CHROMIUM) is missing and there is no apt-get here (the browser tests are skipped); install chromium and set AIOSITE_CHROMIUM=/path/to/chromium" >&2; \
+		echo "make system-packages:$$missing missing and there is no apt-get here (the tests that need them are skipped); install them and set AIOSITE_CHROMIUM / AIOSITE_NGINX to their paths" >&2; \
 		[ "$${AIOSITE_REQUIRE_SERVICES:-}" != 1 ]; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		sh -c '$(APT_INSTALL)'; \
+		sh -c "$$install"; \
 	elif command -v sudo >/dev/null 2>&1; then \
-		sudo sh -c '$(APT_INSTALL)'; \
+		sudo sh -c "$$install"; \
 	else \
-		echo "make browser: $(CHROMIUM) is missing (the browser tests are skipped); as root run: $(APT_INSTALL)" >&2; \
+		echo "make system-packages:$$missing missing (the tests that need them are skipped); as root run: $$install" >&2; \
 		[ "$${AIOSITE_REQUIRE_SERVICES:-}" != 1 ]; \
 	fi
+
+## The former name of system-packages.
+browser: system-packages
 
 ## Run the example site on http://127.0.0.1:8080 (SQLite, development settings):
 ## migrate its database and load the demo posts first (loading again updates them).
@@ -51,10 +63,10 @@ demo: $(STAMP)
 	cd $(DEMO_DIR) && $(AIOSITE) db seed blogsite/blog/fixtures/demo.yaml
 	cd $(DEMO_DIR) && $(AIOSITE) run --host $(HOST) --port $(PORT)
 
-## Install chromium for the browser tests when missing, lint, type-check, check the
+## Install chromium and nginx for the tests when missing, lint, type-check, check the
 ## layers, run the whole test suite with coverage, and check every benchmark
 ## implementation against TechEmpower's rules (no load).
-test: browser lint typecheck layers pytest bench-check
+test: system-packages lint typecheck layers pytest bench-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
@@ -73,7 +85,7 @@ layers: $(STAMP)
 # asyncio tests after it cannot start theirs beside. BROWSER_TESTS= leaves them out.
 BROWSER_TESTS ?= tests/e2e/test_browser_chat.py
 BROWSER_LOG := .browser-tests.log
-pytest: $(STAMP) browser
+pytest: $(STAMP) system-packages
 	$(BIN)/coverage erase
 	@if [ -n "$(BROWSER_TESTS)" ]; then \
 		$(BIN)/coverage run -m pytest -p playwright $(BROWSER_TESTS) > $(BROWSER_LOG) 2>&1 & \

@@ -98,6 +98,14 @@ def make_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pr
             explicitly_empty = envs[name].strip() == "{}" and name in (env_yaml or {})
             if "security" not in envs[name] and not explicitly_empty:
                 envs[name] = key + ("" if envs[name].strip() == "{}" else envs[name])
+        # Production serves static files from what `aiosite collectstatic` wrote (its
+        # manifest); a test project has not run it, so it serves the static folders,
+        # unless the test sets the static: section itself.
+        if "\nstatic:" not in "\n" + envs["production"]:
+            production = envs["production"]
+            envs["production"] = "static:\n  manifest: false\n" + (
+                "" if production.strip() == "{}" else production
+            )
         for name, text in envs.items():
             (root / "config" / f"{name}.yaml").write_text(text.replace("PKG", package))
         all_files: dict[str, str] = {}

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from aiosite.apps import apps_of as apps_of
     from aiosite.apps import command_settings as command_settings
     from aiosite.apps import load_apps as load_apps
+    from aiosite.budgets import budget as budget
     from aiosite.channels import ChannelUnavailable as ChannelUnavailable
     from aiosite.channels import Hub as Hub
     from aiosite.channels import LiveCounts as LiveCounts
@@ -74,6 +75,8 @@ if TYPE_CHECKING:
     from aiosite.keys import REQUEST_ID as REQUEST_ID
     from aiosite.keys import SETTINGS as SETTINGS
     from aiosite.keys import settings_of as settings_of
+    from aiosite.probes import MetricSample as MetricSample
+    from aiosite.probes import probes_of as probes_of
     from aiosite.ratelimit import RateLimitKey as RateLimitKey
     from aiosite.ratelimit import RateLimitResult as RateLimitResult
     from aiosite.ratelimit import by_address as by_address
@@ -116,6 +119,7 @@ _EXPORTS: dict[str, str] = {
     "apps_of": "aiosite.apps",
     "command_settings": "aiosite.apps",
     "load_apps": "aiosite.apps",
+    "budget": "aiosite.budgets",
     "ChannelUnavailable": "aiosite.channels",
     "Hub": "aiosite.channels",
     "LiveCounts": "aiosite.channels",
@@ -178,6 +182,8 @@ _EXPORTS: dict[str, str] = {
     "REQUEST_ID": "aiosite.keys",
     "SETTINGS": "aiosite.keys",
     "settings_of": "aiosite.keys",
+    "MetricSample": "aiosite.probes",
+    "probes_of": "aiosite.probes",
     "RateLimitKey": "aiosite.ratelimit",
     "RateLimitResult": "aiosite.ratelimit",
     "by_address": "aiosite.ratelimit",
@@ -236,6 +242,7 @@ __all__ = [
     "LiveCounts",
     "Message",
     "MessageTooLarge",
+    "MetricSample",
     "MissingDependency",
     "Model",
     "NoReverseMatch",
@@ -266,6 +273,7 @@ __all__ = [
     "add_request_finalizer",
     "apps_of",
     "broadcast",
+    "budget",
     "by_address",
     "check_rate_limit",
     "client_address",
@@ -296,6 +304,7 @@ __all__ = [
     "open_event_stream",
     "open_websocket",
     "paginate",
+    "probes_of",
     "rate_limit",
     "read_form",
     "render",

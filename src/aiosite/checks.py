@@ -17,7 +17,7 @@ from aiohttp import web
 from aiosite.apps import APPS
 from aiosite.db.config import DatabaseSettings
 from aiosite.exceptions import AiositeError
-from aiosite.security import secret_key_problems
+from aiosite.security.secret_key import fallback_key_problems, secret_key_problem
 from aiosite.sessions.config import SessionSettings, cookie_secure
 from aiosite.settings import Section, Settings, hide_password
 from aiosite.site import create_site
@@ -28,6 +28,8 @@ from aiosite.web.template_check import template_problems
 class Problem:
     level: Literal["error", "warning"]
     message: str
+    # The dotted setting the problem is about (``debug.enabled``), where it names one.
+    key: str = ""
 
     def __str__(self) -> str:
         return f"{self.level}: {self.message}"
@@ -40,11 +42,11 @@ def run_checks(settings: Settings, *, deploy: bool = False) -> list[Problem]:
     try:
         app = create_site(settings)
     except AiositeError as exc:
-        built = [Problem("error", line) for line in str(exc).splitlines()]
+        built = [Problem("error", line, _key_of(line)) for line in str(exc).splitlines()]
         # The site refuses to build over some settings the deployment checks have named
         # already (a public site's secret key): one line per key.
-        named = {_key_of(problem) for problem in found if problem.level == "error"}
-        return [*found, *(p for p in built if _key_of(p) not in named)]
+        named = {problem.key for problem in found if problem.level == "error"}
+        return [*found, *(p for p in built if not p.key or p.key not in named)]
     return [
         *found,
         *_check_templates(app, settings.project_dir),
@@ -52,9 +54,10 @@ def run_checks(settings: Settings, *, deploy: bool = False) -> list[Problem]:
     ]
 
 
-def _key_of(problem: Problem) -> str:
-    """The dotted settings key a message starts with (``security.secret_key: ...``)."""
-    head = problem.message.partition(": ")[0]
+def _key_of(message: str) -> str:
+    """The dotted settings key a message of a section or a settings error starts with
+    (``security.secret_key: ...``), by the convention of their messages."""
+    head = message.partition(": ")[0]
     return head if "." in head and " " not in head else ""
 
 
@@ -102,7 +105,10 @@ def deploy_checks(settings: Settings) -> list[Problem]:
     found = [*_errors(settings), *_warnings(settings)]
     for name in type(settings).section_names.values():
         section: Section = getattr(settings, name)
-        found.extend(Problem(level, message) for level, message in section.deploy_problems())
+        found.extend(
+            Problem(level, message, _key_of(message))
+            for level, message in section.deploy_problems()
+        )
     return sorted(found, key=lambda problem: problem.level != "error")
 
 
@@ -112,10 +118,14 @@ def _errors(settings: Settings) -> Iterator[Problem]:
         yield Problem(
             "error",
             "debug.enabled: on; every visitor would see tracebacks, settings and the debug "
-            f"toolbar: set debug: false in {file}",
+            f"toolbar: set debug: false in {file} (or AIOSITE_DEBUG__ENABLED=false, if the "
+            "environment sets it)",
+            "debug.enabled",
         )
-    for problem in secret_key_problems(settings):
-        yield Problem("error", problem)
+    if (problem := secret_key_problem(settings)) is not None:
+        yield Problem("error", problem, "security.secret_key")
+    for problem in fallback_key_problems(settings):
+        yield Problem("error", problem, "security.secret_key_fallbacks")
     yield from _allowed_hosts(settings.security.allowed_hosts, file)
     yield from _session_cookie(settings)
 
@@ -126,6 +136,7 @@ def _allowed_hosts(hosts: list[str], file: str) -> Iterator[Problem]:
             "error",
             "security.allowed_hosts: empty, so every request gets 400: list the site's host "
             f"names in {file}, {_HOSTS_EXAMPLE}",
+            key="security.allowed_hosts",
         )
     elif "*" in hosts:
         yield Problem(
@@ -133,12 +144,14 @@ def _allowed_hosts(hosts: list[str], file: str) -> Iterator[Problem]:
             'security.allowed_hosts: "*" accepts any Host header, which lets others point '
             "their names at the site and poison links and caches built from it: list the "
             f"site's host names instead, {_HOSTS_EXAMPLE}",
+            key="security.allowed_hosts",
         )
     elif all(_is_local_host(host) for host in hosts):
         yield Problem(
             "error",
             f"security.allowed_hosts: only local names ({', '.join(hosts)}), so visitors who "
             f"use the site's domain get 400: list its host names in {file}, {_HOSTS_EXAMPLE}",
+            key="security.allowed_hosts",
         )
 
 
@@ -162,6 +175,7 @@ def _session_cookie(settings: Settings) -> Iterator[Problem]:
             f"session.cookie_secure: {why}, so the session cookie would also travel over "
             f"plain HTTP, where anyone on the network can steal it: {fix}, and serve the "
             "site over HTTPS",
+            key="session.cookie_secure",
         )
     if session.cookie_samesite == "None" and not secure:
         yield Problem(
@@ -169,6 +183,7 @@ def _session_cookie(settings: Settings) -> Iterator[Problem]:
             "session.cookie_samesite: None without a Secure cookie; browsers drop such "
             "cookies, so no session survives a request: use Lax (the default) or make the "
             "cookie Secure",
+            key="session.cookie_samesite",
         )
 
 
@@ -180,6 +195,7 @@ def _warnings(settings: Settings) -> Iterator[Problem]:
             "warning",
             "security.hsts_seconds: 0, so browsers are not told to use HTTPS only; once the "
             "whole site is served over HTTPS, set it to 31536000 (a year), or remove it",
+            key="security.hsts_seconds",
         )
     policy = (security.content_security_policy or "").strip()
     if not policy:
@@ -187,6 +203,7 @@ def _warnings(settings: Settings) -> Iterator[Problem]:
             "warning",
             "security.content_security_policy: empty, so an injected script runs unhindered: "
             "remove the setting to send aiosite's default policy, or write one for the site",
+            key="security.content_security_policy",
         )
     if security.frame_options is None and "frame-ancestors" not in policy.lower():
         yield Problem(
@@ -194,6 +211,7 @@ def _warnings(settings: Settings) -> Iterator[Problem]:
             "security.frame_options: null and the content security policy has no "
             "frame-ancestors, so other sites may show these pages in a frame (clickjacking): "
             "set frame_options: DENY (or SAMEORIGIN), or add frame-ancestors 'none' to the policy",
+            key="security.frame_options",
         )
     if not security.trust_proxy_headers and settings.server.host in {"127.0.0.1", "localhost"}:
         yield Problem(
@@ -203,7 +221,18 @@ def _warnings(settings: Settings) -> Iterator[Problem]:
             "request for plain HTTP and never sends HSTS: if the proxy sets X-Forwarded-Proto "
             "(nginx: proxy_set_header X-Forwarded-Proto $scheme), set trust_proxy_headers: "
             f"true in {file}",
+            key="security.trust_proxy_headers",
         )
+    if security.trust_proxy_headers:
+        everyone = [str(net) for net in security.trusted_proxies if net.prefixlen == 0]
+        if everyone:
+            yield Problem(
+                "warning",
+                f"security.trusted_proxies: {', '.join(everyone)} trusts every address, so any "
+                "client that reaches the site directly can claim HTTPS and another address "
+                "(X-Forwarded-Proto, X-Forwarded-For): list only the proxies' addresses or "
+                f"networks in {file}, e.g. trusted_proxies: [10.0.0.5, 10.0.1.0/24]",
+            )
     database = settings.section(DatabaseSettings)
     if database.url.startswith("sqlite"):
         yield Problem(
@@ -211,16 +240,19 @@ def _warnings(settings: Settings) -> Iterator[Problem]:
             f"database.url: SQLite ({hide_password(database.url)}) lets one request write at "
             "a time and lives on one machine: use PostgreSQL, passing "
             "AIOSITE_DATABASE__URL=postgresql://USER:PASSWORD@HOST:5432/DBNAME",
+            key="security.trusted_proxies",
         )
     if database.echo:
         yield Problem(
             "warning",
             "database.echo: on, so every SQL statement and its parameters (personal data, "
             f"password hashes) go to the log: set echo: false in {file}",
+            key="database.echo",
         )
     if not settings.server.access_log:
         yield Problem(
             "warning",
             "server.access_log: off, so requests leave no trace to investigate an incident "
             f"with: set access_log: true in {file}, unless the proxy in front logs them",
+            key="server.access_log",
         )

@@ -1,13 +1,20 @@
 """What a handler is called with, for decorators that go on handler functions and on the
 methods of a ``web.View`` alike (``@template``, ``@accepts_uploads``, ``@rate_limit``,
-``@login_required``...)."""
+``@login_required``...), and where the markers such decorators leave are found."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from aiohttp import web
+
+from aiosite.keys import NO_ROUTE
+
+# How many decorators deep a handler is searched for markers.
+_MAX_DEPTH = 32
+# The label of a request that matched no route.
+UNMATCHED = "<unmatched>"
 
 
 def request_of(
@@ -41,3 +48,31 @@ def request_of(
         f"{where}{decorator} goes on handlers that take the request, or on the methods "
         f"of a web.View (its first argument was {type(first).__name__})"
     )
+
+
+def handler_layers(handler: Any, method: str) -> Iterator[Any]:
+    """The handler of a route and what it wraps, outermost first (decorators that use
+    ``functools.wraps``), with a ``web.View`` class's method for ``method`` before the
+    class itself: where the route's markers (``csrf_exempt``, ``max_body_size``,
+    ``budget``...) are looked for."""
+    target = handler
+    for _ in range(_MAX_DEPTH):
+        if isinstance(target, type) and issubclass(target, web.View):
+            yield getattr(target, method.lower(), None)
+        yield target
+        target = getattr(target, "__wrapped__", None)
+        if target is None:
+            return
+
+
+def route_label(route: web.AbstractRoute | None) -> str:
+    """How metrics and logs name a route: its name ("blog:detail"), else its path
+    pattern ("/items/{id}"), else "<unmatched>" (no route, or the core's 404/405
+    fallback). Never the request's path, which would make a series per URL a client
+    invents."""
+    if route is None or getattr(route.handler, NO_ROUTE, False):
+        return UNMATCHED
+    resource = route.resource
+    if resource is None:
+        return UNMATCHED
+    return resource.name or resource.canonical or UNMATCHED

@@ -9,6 +9,7 @@ typed by what every layer may import are here, so nothing here imports a battery
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
@@ -31,12 +32,30 @@ NO_ROUTE = "aiosite_no_route"
 # A handler attribute: the endpoint of a ``routes.websocket`` route, set when it is
 # mounted. The security battery's origin check runs only on routes that carry it.
 WEBSOCKET = "aiosite_websocket"
+# A handler attribute: a health or metrics endpoint (``/healthz``, ``/readyz``,
+# ``/metrics``). It answers whatever the Host header says (a load balancer probes by IP
+# address): the allowed-hosts check leaves it alone; and the site-wide ``budgets:``
+# defaults never shed it (a ``@budget`` of its own still applies).
+PROBE = "aiosite_probe"
+# A handler attribute: the site-wide ``budgets:`` defaults do not apply to the route (the
+# static files: a large file to a slow client takes its time, and files must not queue
+# behind a page's concurrency limit); a ``@budget`` of its own still does.
+NO_SITE_BUDGET = "aiosite_no_site_budget"
+# A handler attribute: the largest request body the route accepts, in bytes (None: any
+# size), set by ``max_body_size`` and ``budget(max_body_size=)``; the security battery's
+# body size hook refuses a larger declared body with 413 before reading it.
+MAX_BODY_SIZE = "aiosite_max_body_size"
 
 # aiosite.security's check of a websocket's Origin (cross-site websocket hijacking): raises
 # HTTPForbidden for a browser's upgrade from another site. The security battery runs it as
 # a request hook on ``routes.websocket`` routes; ``open_websocket`` calls it on a route
 # that did not (one added with ``app.router.add_get``).
 OriginCheck = Callable[[web.Request], None]
+
+# The client's IP address as the security battery sees it (``X-Forwarded-For`` from a
+# trusted proxy, else the peer's), for a battery that must not import it (the metrics
+# battery's ``metrics.allow``); None when unknown (a unix socket peer).
+ClientAddress = Callable[[web.Request], str | None]
 
 # Writes a cookie onto the response. A battery that keeps something in the visitor's
 # browser beside the session (the CSRF cookie of a visitor whose session holds nothing)
@@ -48,6 +67,7 @@ CookieWriter = Callable[[web.StreamResponse], None]
 SETTINGS: web.AppKey[Settings] = web.AppKey("aiosite.settings", Settings)
 CSRF_CHECK: web.AppKey[CsrfCheck] = web.AppKey("aiosite.csrf_check")
 WEBSOCKET_ORIGIN_CHECK: web.AppKey[OriginCheck] = web.AppKey("aiosite.websocket_origin_check")
+CLIENT_ADDRESS: web.AppKey[ClientAddress] = web.AppKey("aiosite.client_address")
 # The globals of the site's Jinja2 environment, for batteries that add template helpers
 # (csrf_input, flashed_messages); set by the templates battery, which is set up first.
 TEMPLATE_GLOBALS: web.AppKey[MutableMapping[str, Any]] = web.AppKey("aiosite.template_globals")
@@ -62,6 +82,12 @@ CSRF_PENDING: web.RequestKey[bool] = web.RequestKey("aiosite.csrf_pending", bool
 ORIGIN_CHECKED: web.RequestKey[bool] = web.RequestKey("aiosite.origin_checked", bool)
 VISITOR_COOKIES: web.RequestKey[list[CookieWriter]] = web.RequestKey(
     "aiosite.visitor_cookies", list
+)
+# The deadline of a handler under a budget's timeout (aiosite.budgets). A websocket or an
+# event stream lifts it once it is open (aiosite.channels): the timeout bounds the time
+# to open it, not its life.
+BUDGET_DEADLINE: web.RequestKey[asyncio.Timeout] = web.RequestKey(
+    "aiosite.budget_deadline", asyncio.Timeout
 )
 
 

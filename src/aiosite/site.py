@@ -12,11 +12,24 @@ from pathlib import Path
 
 from aiohttp import web
 
-from aiosite import channels, db, debug, http, ratelimit, security, sessions, uploads
+from aiosite import (
+    budgets,
+    channels,
+    db,
+    debug,
+    health,
+    http,
+    metrics,
+    ratelimit,
+    security,
+    sessions,
+    uploads,
+)
 from aiosite.apps import APPS, AppRegistry, load_apps
 from aiosite.battery import Battery
 from aiosite.exceptions import ImproperlyConfigured
 from aiosite.keys import SETTINGS
+from aiosite.probes import PROBES, Probes
 from aiosite.security import refuse_public_site_without_secret_key
 from aiosite.settings import (
     Section,
@@ -32,7 +45,9 @@ from aiosite.web import core, routing, static, templates
 SECTIONS_ENTRY_POINT = "aiosite.settings"
 # The order of assembly. The core comes first (everything else hooks into it) and
 # templates before what adds template helpers; the order hooks run in is set by their
-# names, not by this list.
+# names, not by this list, except among hooks that ask for the same place: the handler
+# wrappers of metrics, budgets and the debug toolbar are each "before *", so they wrap
+# in this order (metrics outermost: it counts the 503 and 504 a budget answers).
 BATTERIES: tuple[Battery, ...] = (
     core.battery,
     templates.battery,
@@ -45,6 +60,9 @@ BATTERIES: tuple[Battery, ...] = (
     ratelimit.battery,
     channels.battery,
     http.battery,
+    health.battery,
+    metrics.battery,
+    budgets.battery,
     debug.battery,
 )
 
@@ -140,6 +158,7 @@ def create_site(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[APPS] = registry
+    app[PROBES] = Probes()
     for battery in BATTERIES:
         battery.setup(app, settings, registry)
     for loaded in registry:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from aiosite.scaffold import create_project
-from tests.cli_runner import Result, invoke
+from tests.cli_runner import Result, aiosite_process, invoke
 
 NAME = "deploysite"
 GOOD_KEY = "k7Qd-2vR9xLm4TzPw8sNc1bYh6JfUe3AoGi5KjHq0Vr"
@@ -36,6 +36,9 @@ Check = Callable[..., Result]
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = create_project(NAME, tmp_path_factory.mktemp("deploy") / NAME)
+    # As a release does before it checks: public sites serve the collected static files.
+    collected = aiosite_process(root, "collectstatic", "--quiet")
+    assert collected.returncode == 0, collected.stderr
     path_before = list(sys.path)
     yield root
     sys.path[:] = path_before
@@ -265,6 +268,11 @@ def test_samesite_none_needs_a_secure_cookie(check: Check, project: Path) -> Non
         # Listening on every interface, the site may well be reached directly.
         ({"security": {"trust_proxy_headers": False}, "server": {"host": "0.0.0.0"}}, []),  # noqa: S104
         (
+            {"security": {"trusted_proxies": ["0.0.0.0/0", "::/0"]}},
+            ["security.trusted_proxies: 0.0.0.0/0, ::/0 trusts every address"],
+        ),
+        ({"security": {"trusted_proxies": ["10.0.0.0/8", "fd00::/8"]}}, []),
+        (
             {"database": {"url": "sqlite:///var/live.sqlite3"}},
             ["database.url: SQLite (sqlite+aiosqlite:///var/live.sqlite3)"],
         ),
@@ -283,6 +291,8 @@ def test_samesite_none_needs_a_secure_cookie(check: Check, project: Path) -> Non
         "csp-frame-ancestors",
         "proxy-headers",
         "public-host",
+        "trust-everyone",
+        "trust-private-network",
         "sqlite",
         "echo",
         "no-access-log",

@@ -160,7 +160,7 @@ def test_new_documents_the_security_sections_with_the_defaults(project: Path) ->
 
 
 async def test_new_production_needs_a_secret_key_of_its_own(
-    project: Path, monkeypatch: pytest.MonkeyPatch
+    project: Path, monkeypatch: pytest.MonkeyPatch, run: Run
 ) -> None:
     monkeypatch.delenv("AIOSITE_SECURITY__SECRET_KEY", raising=False)
     with pytest.raises(ImproperlyConfigured, match="AIOSITE_SECURITY__SECRET_KEY"):
@@ -172,6 +172,10 @@ async def test_new_production_needs_a_secret_key_of_its_own(
     with pytest.raises(ImproperlyConfigured, match="a development key"):
         load_site(project, "production")
     monkeypatch.setenv("AIOSITE_SECURITY__SECRET_KEY", "Zq3-" + "x8Rk2mPw" * 6)
+    # A public site serves the static files `aiosite collectstatic` gathered.
+    with pytest.raises(ImproperlyConfigured, match="aiosite collectstatic"):
+        load_site(project, "production")
+    assert run("collectstatic", "--quiet", cwd=project).code == 0
     async with TestClient(TestServer(load_site(project, "production"))) as client:
         resp = await client.get("/")
         assert resp.status == 200

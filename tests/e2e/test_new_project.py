@@ -119,6 +119,9 @@ def test_new_project_in_production_needs_its_own_secret_key(tmp_path: Path) -> N
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert refused.stderr.startswith("error: security.secret_key: missing; set it in ")
     assert "AIOSITE_SECURITY__SECRET_KEY" in refused.stderr
+    # A public site serves the static files gathered by collectstatic.
+    collected = _run("-m", "livesite", "--env", "production", "collectstatic", cwd=project)
+    assert collected.returncode == 0, collected.stderr
 
     port = _free_port()
     env = {**_env(), "AIOSITE_SECURITY__SECRET_KEY": secrets.token_urlsafe(50)}

@@ -17,17 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import free_port
+
 pytestmark = pytest.mark.e2e
 
 BIN = Path(sys.executable).parent
 DEADLINE = 30.0  # generous: a loaded 2-core machine imports slowly
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def clean_env(**extra: str) -> dict[str, str]:

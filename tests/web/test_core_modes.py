@@ -286,6 +286,10 @@ async def test_the_fallback_shadows_no_route_and_names_none(project: Path) -> No
             "home:gone",
             "api:items",
             "static",
+            # The health and metrics batteries' probes.
+            "aiosite:healthz",
+            "aiosite:readyz",
+            "aiosite:metrics",
         }
 
 

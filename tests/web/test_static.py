@@ -109,7 +109,9 @@ async def test_symlink_inside_the_root_is_allowed(make_project: ProjectFactory) 
 
 
 async def test_static_serving_can_be_off(make_project: ProjectFactory) -> None:
-    root = make_project(FILES, env_yaml={"production": "static:\n  serve: false\n"})
+    root = make_project(
+        FILES, env_yaml={"production": "static:\n  serve: false\n  manifest: false\n"}
+    )
     async with site_client(root, "production") as client:
         assert (await client.get("/static/site.css")).status == 404
 

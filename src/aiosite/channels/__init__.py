@@ -10,7 +10,7 @@ request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
@@ -34,6 +34,8 @@ from aiosite.channels.sse import SiteEventStream, open_event_stream, stream_chan
 from aiosite.channels.websockets import SiteWebSocket, open_websocket
 from aiosite.hooks import hooks_of
 from aiosite.keys import state_of
+from aiosite.probes import MetricSample, probes_of
+from aiosite.services.redis import add_redis_check
 from aiosite.settings import Settings
 
 HUB: web.AppKey[Hub] = web.AppKey("aiosite.hub", Hub)
@@ -72,6 +74,7 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
     # Before the server waits for handlers (and cancels them): sockets close with 1001
     # and streams end, so the handlers finish by themselves.
     app.on_shutdown.append(live.shutdown)
+    _report(app, settings, live)
 
     async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -79,6 +82,29 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
         await hub.close()
 
     app.cleanup_ctx.append(hub_ctx)
+
+
+def _report(app: web.Application, settings: Settings, live: LiveRegistry) -> None:
+    """The open connections for ``/metrics``; the hub's Redis for ``/readyz``."""
+    probes = probes_of(app)
+    probes.add_metrics_source(lambda: _live_samples(live))
+    config = settings.section(ChannelsSettings)
+    if config.backend == "redis":
+        ping = add_redis_check(probes, settings, config.url or settings.redis.url, "broadcast")
+        if ping is not None:
+            app.on_cleanup.append(ping.close)
+
+
+def _live_samples(live: LiveRegistry) -> Iterable[MetricSample]:
+    counts = live.counts()
+    return (
+        MetricSample(
+            "aiosite_websocket_connections", "Open websockets.", "gauge", counts.websockets
+        ),
+        MetricSample(
+            "aiosite_event_streams", "Open event streams (SSE).", "gauge", counts.event_streams
+        ),
+    )
 
 
 battery = Battery(

@@ -26,7 +26,7 @@ from aiosite.channels.config import SseSettings, WebSocketSettings
 from aiosite.channels.errors import ChannelUnavailable
 from aiosite.exceptions import one_line
 from aiosite.hooks import HOOKS, REQUEST_FINALIZERS
-from aiosite.keys import state_of
+from aiosite.keys import BUDGET_DEADLINE, state_of
 
 logger = logging.getLogger("aiosite.channels")
 # The request core's logger: an exception a live handler raises is logged as the core
@@ -250,6 +250,14 @@ async def finish_request_work(request: web.Request, exc: BaseException | None = 
             failure = failure or error
     if failure is not None:
         raise failure
+
+
+def lift_budget_deadline(request: web.Request) -> None:
+    """End the route's budget timeout (``@budget(timeout=...)``) for an open websocket or
+    event stream: it bounds the time to open one, not how long it stays open."""
+    deadline = request.get(BUDGET_DEADLINE)
+    if deadline is not None and not deadline.expired():
+        deadline.reschedule(None)
 
 
 def hub_unavailable(request: web.Request, exc: ChannelUnavailable, outcome: str) -> None:

@@ -31,6 +31,7 @@ from aiosite.channels.live import (
     LiveRegistry,
     failed_after_start,
     finish_request_work,
+    lift_budget_deadline,
     live_registry,
 )
 from aiosite.keys import REQUEST_ID, REQUEST_ID_HEADER
@@ -196,6 +197,7 @@ class _StreamOpening:
             stream.headers[REQUEST_ID_HEADER] = request_id
         stream.headers[hdrs.SERVER] = self.registry.server_header
         await stream.prepare(request)
+        lift_budget_deadline(request)
         retry_ms = self.registry.sse_settings.retry_ms
         if retry_ms:
             # An event of its own without data: sets the browser's reconnection delay.

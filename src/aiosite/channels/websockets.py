@@ -46,6 +46,7 @@ from aiosite.channels.live import (
     LiveRegistry,
     failed_after_start,
     finish_request_work,
+    lift_budget_deadline,
     live_registry,
 )
 from aiosite.keys import ORIGIN_CHECKED, REQUEST_ID, REQUEST_ID_HEADER, WEBSOCKET_ORIGIN_CHECK
@@ -346,6 +347,7 @@ class _Opening:
         except BaseException:
             registry.discard(ws)
             raise
+        lift_budget_deadline(request)
         ws._last_message = asyncio.get_running_loop().time()
         if registry.closing:  # the site began to stop during the handshake
             ws.going_away()

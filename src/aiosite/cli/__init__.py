@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from aiosite.cli import db, inspect, project, run, shell
+from aiosite.cli import db, deploy, inspect, project, run, serve, shell, static
 from aiosite.cli.app_commands import AppCommandsGroup
 from aiosite.cli.context import CliState
 from aiosite.exceptions import AiositeError
@@ -53,7 +53,7 @@ def _options(
         ctx.obj.env = env
 
 
-for module in (project, run, inspect, db, shell):
+for module in (project, run, serve, inspect, db, shell, static, deploy):
     module.register(cli)
 
 

@@ -10,7 +10,7 @@ import typer
 from aiosite.cli.context import CliState
 from aiosite.server import dev
 from aiosite.uploads.config import media_root
-from aiosite.web.logs import AccessLogger, configure_logging
+from aiosite.web.logs import access_log_options, configure_logging
 
 
 class Loop(StrEnum):
@@ -53,7 +53,7 @@ def run(
         host=host or settings.server.host,
         port=settings.server.port if port is None else port,
         configure_logging=configure_logging,
-        access_log_class=AccessLogger,
+        **access_log_options(settings.server.access_log_format),
         loop=loop.value,
         unwatched=(media_root(settings),),
     )

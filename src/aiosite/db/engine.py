@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -264,6 +264,9 @@ def _install_connect_hooks(database: Database) -> None:
                 f"cannot connect to {database.safe_url}: {one_line(exc)}"
             ) from exc
 
+    if database.url.get_driver_name() == "asyncpg":
+        event.listen(sync_engine, "checkout", _discard_closed)
+
     if is_sqlite:
 
         @event.listens_for(sync_engine, "connect")
@@ -276,3 +279,21 @@ def _install_connect_hooks(database: Database) -> None:
                 cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+
+
+def _discard_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """The pool's ``checkout`` event (asyncpg): a pooled connection that was closed while
+    it sat idle is replaced before the request gets it.
+
+    A database that went away (a restart, a failover, a proxy cut) closes every idle
+    connection; asyncpg saw each socket close (``is_closed()`` asks its protocol, no
+    I/O), but the pool would still hand them out, and the first request on each failed
+    (a 503, ``/readyz`` "connection is closed") after the database was back.
+    ``DisconnectionError`` makes the pool discard the connection and connect afresh in
+    its place, once; a failed connect is ``DatabaseUnavailable`` (``do_connect``
+    above), a 503 within ``database.connect_timeout``, as before. A round trip per
+    checkout (``database.pool_pre_ping``) would also catch a connection cut without a
+    word (no FIN or RST), at the price of a round trip per request.
+    """
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the connection was closed while it was in the pool")

@@ -15,7 +15,7 @@ from aiohttp import web
 from aiosite.apps import AppRegistry
 from aiosite.battery import Battery
 from aiosite.hooks import hooks_of
-from aiosite.keys import CSRF_CHECK, TEMPLATE_GLOBALS, WEBSOCKET_ORIGIN_CHECK
+from aiosite.keys import CLIENT_ADDRESS, CSRF_CHECK, TEMPLATE_GLOBALS, WEBSOCKET_ORIGIN_CHECK
 from aiosite.security.body_size import BodySizeLimit, max_body_size
 from aiosite.security.csrf_check import SAFE_METHODS, CsrfGuard, check_streamed_token
 from aiosite.security.csrf_cookie import CSRF_COOKIE, CsrfCookie
@@ -27,7 +27,7 @@ from aiosite.security.csrf_tokens import (
 )
 from aiosite.security.forwarded import client_address, is_secure
 from aiosite.security.headers import headers_hook
-from aiosite.security.hosts import AllowedHosts
+from aiosite.security.hosts import AllowedHosts, checks_host
 from aiosite.security.route_traits import csrf_exempt
 from aiosite.security.secret_key import (
     refuse_public_site_without_secret_key,
@@ -46,11 +46,13 @@ from aiosite.settings import Settings
 def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> None:
     hooks = hooks_of(app)
     app[CSRF_COOKIE] = CsrfCookie.from_settings(settings)
-    # First of all: a refused host costs nothing else.
+    # First of all: a refused host costs nothing else. Routes marked PROBE (the
+    # health checks a load balancer sends by IP address) answer any Host.
     hooks.add_request_hook(
         AllowedHosts(settings.security.allowed_hosts, debug=settings.debug.enabled),
         name="aiosite.allowed_hosts",
         before="*",
+        routes=checks_host,
     )
     # Then, before anything reads a session: a declared body over the limit.
     hooks.add_request_hook(
@@ -66,6 +68,7 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
     )
     hooks.add_response_hook(headers_hook(settings), name="aiosite.security_headers")
     app[CSRF_CHECK] = check_streamed_token
+    app[CLIENT_ADDRESS] = client_address
     # Cross-site websocket hijacking: a browser's upgrade from another site's page gets
     # 403. A hook of websocket routes only; open_websocket runs the same check on a route
     # added to the router directly, which carries no marker.

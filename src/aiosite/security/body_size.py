@@ -14,12 +14,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from aiosite.keys import STREAMS_BODY
-from aiosite.security.route_traits import handler_layers
+from aiosite.handlers import handler_layers
+from aiosite.keys import MAX_BODY_SIZE, STREAMS_BODY
 
 H = TypeVar("H", bound=Callable[..., Any])
-
-MAX_BODY_SIZE = "aiosite_max_body_size"
 
 
 def max_body_size(size: int | None) -> Callable[[H], H]:

@@ -20,7 +20,7 @@ from aiosite.hooks import RequestFinalizer, add_request_finalizer
 from aiosite.keys import CSRF_PENDING
 from aiosite.security.csrf_cookie import CSRF_COOKIE
 from aiosite.security.csrf_tokens import FIELD_NAME, HEADER_NAME, csrf_secret, token_matches
-from aiosite.security.forwarded import request_is_https
+from aiosite.security.forwarded import ProxyTrust, request_is_https
 from aiosite.security.origins import (
     Origin,
     TrustedOrigins,
@@ -93,7 +93,7 @@ class CsrfGuard:
 
     def __init__(self, settings: Settings) -> None:
         self.trusted = TrustedOrigins(settings.security.csrf_trusted_origins)
-        self.trust_proxy = settings.security.trust_proxy_headers
+        self.proxies = ProxyTrust(settings.security)
 
     def __call__(self, request: web.Request) -> Awaitable[None] | None:
         if request.method in SAFE_METHODS:
@@ -123,7 +123,7 @@ class CsrfGuard:
 
     def check_origin(self, request: web.Request) -> None:
         """Refuse a request sent from another site's page."""
-        secure = request_is_https(request, trust_proxy=self.trust_proxy)
+        secure = request_is_https(request, self.proxies)
         origin = request.headers.get(hdrs.ORIGIN)
         if origin is not None and origin != "null":
             self._require_same_or_trusted(request, origin, secure, "Origin")
@@ -161,7 +161,8 @@ class CsrfGuard:
         if _https_behind_proxy(sender, expected):
             message += (
                 " The browser used HTTPS but the site was reached over HTTP: behind an HTTPS "
-                "proxy, set security.trust_proxy_headers to true and have the proxy send "
+                "proxy, set security.trust_proxy_headers to true, list the proxy's address in "
+                "security.trusted_proxies (loopback by default) and have the proxy send "
                 "X-Forwarded-Proto."
             )
         raise refuse(f"bad {header}", message, request)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import hdrs, web
 
 from aiosite.hooks import ResponseHook
-from aiosite.security.forwarded import forwarded_https
+from aiosite.security.forwarded import ProxyTrust, forwarded_https
 from aiosite.settings import Settings
 
 HTML = "text/html"
@@ -68,7 +68,8 @@ def header_sets(settings: Settings) -> tuple[Headers, Headers, Headers]:
 def headers_hook(settings: Settings) -> ResponseHook:
     """The response hook that adds the headers ``settings.security`` asks for."""
     every, html, https = header_sets(settings)
-    trust_proxy = settings.security.trust_proxy_headers
+    proxies = ProxyTrust(settings.security)
+    trust_proxy = proxies.enabled
     debug = settings.debug.enabled
     content_type_header = hdrs.CONTENT_TYPE
 
@@ -88,7 +89,9 @@ def headers_hook(settings: Settings) -> ResponseHook:
             ):
                 for name, value in html:
                     headers.setdefault(name, value)
-        if https and (request.secure or (trust_proxy and forwarded_https(request))):
+        if https and (
+            request.secure or (trust_proxy and forwarded_https(request) and proxies.trusts(request))
+        ):
             for name, value in https:
                 headers.setdefault(name, value)
 

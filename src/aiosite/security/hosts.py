@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from aiohttp import hdrs, web
 
+from aiosite.keys import PROBE
+
 logger = logging.getLogger("aiosite.security")
 
 # Host names, IPv4 addresses and bracketed IPv6 addresses, with an optional port.
@@ -48,6 +50,11 @@ def host_matches(host: str, pattern: str) -> bool:
     return host == pattern
 
 
+def checks_host(route: web.AbstractRoute) -> bool:
+    """Whether the allowed-hosts hook runs for ``route``: not for one marked PROBE."""
+    return not getattr(route.handler, PROBE, False)
+
+
 class AllowedHosts:
     """The request hook; decisions are cached per Host header value.
 
@@ -71,7 +78,9 @@ class AllowedHosts:
             refusal = self._cache[raw]
         except KeyError:
             refusal = self._decide(raw)
-        if refusal is not None:
+        # A site whose core runs as a middleware calls the hook on every route; the
+        # marker is read only for a refusal, so an allowed host pays nothing for it.
+        if refusal is not None and not getattr(request.match_info.handler, PROBE, False):
             raise web.HTTPBadRequest(text=refusal)
 
     def _decide(self, raw: str) -> str | None:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
 
+from aiosite.handlers import handler_layers
 from aiosite.keys import NO_ROUTE as NO_ROUTE_MARK
 from aiosite.keys import STREAMS_BODY
 
 EXEMPT = "aiosite_csrf_exempt"
-# How many decorators deep the handler is searched for the markers.
-_MAX_DEPTH = 32
-
 H = TypeVar("H", bound=Callable[..., Any])
 
 
@@ -37,21 +35,6 @@ class RouteTraits:
 
 
 NO_ROUTE = RouteTraits(routed=False, exempt=False, streams_body=False)
-
-
-def handler_layers(handler: Any, method: str) -> Iterator[Any]:
-    """The handler of a route and what it wraps, outermost first (decorators that use
-    ``functools.wraps``), with a ``web.View`` class's method for ``method`` before the
-    class itself: where the route's markers (``csrf_exempt``, ``max_body_size``, ...) are
-    looked for."""
-    target = handler
-    for _ in range(_MAX_DEPTH):
-        if isinstance(target, type) and issubclass(target, web.View):
-            yield getattr(target, method.lower(), None)
-        yield target
-        target = getattr(target, "__wrapped__", None)
-        if target is None:
-            return
 
 
 def route_traits(request: web.Request) -> RouteTraits:

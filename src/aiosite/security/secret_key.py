@@ -28,14 +28,18 @@ def secret_key_problems(settings: Settings) -> list[str]:
     ``secret_key_problem``), and development keys among the fallbacks, which anyone with
     the project's code could use to forge sessions."""
     problems = [problem] if (problem := secret_key_problem(settings)) is not None else []
-    for index, old in enumerate(settings.security.secret_key_fallbacks):
-        if old.get_secret_value().startswith(INSECURE_KEY_PREFIX):
-            problems.append(
-                f"security.secret_key_fallbacks: item {index} is a development key "
-                f"({INSECURE_KEY_PREFIX}...), which anyone with the project's code can use "
-                "to forge sessions: remove it"
-            )
-    return problems
+    return problems + fallback_key_problems(settings)
+
+
+def fallback_key_problems(settings: Settings) -> list[str]:
+    """The development keys among ``security.secret_key_fallbacks``."""
+    return [
+        f"security.secret_key_fallbacks: item {index} is a development key "
+        f"({INSECURE_KEY_PREFIX}...), which anyone with the project's code can use "
+        "to forge sessions: remove it"
+        for index, old in enumerate(settings.security.secret_key_fallbacks)
+        if old.get_secret_value().startswith(INSECURE_KEY_PREFIX)
+    ]
 
 
 def secret_key_problem(settings: Settings) -> str | None:

@@ -23,7 +23,7 @@ import logging
 from aiohttp import hdrs, web
 
 from aiosite.keys import ORIGIN_CHECKED, WEBSOCKET
-from aiosite.security.forwarded import request_is_https
+from aiosite.security.forwarded import ProxyTrust, request_is_https
 from aiosite.security.hosts import host_matches
 from aiosite.security.origins import TrustedOrigins, parse_origin, request_origin
 from aiosite.settings import Settings
@@ -55,7 +55,7 @@ class WebSocketOrigin:
         self.trusted = TrustedOrigins(security.csrf_trusted_origins)
         # "*" lets any Host header in; it vouches for no other site's pages.
         self.hosts = tuple(p.removesuffix(".") for p in security.allowed_hosts if p != "*")
-        self.trust_proxy = security.trust_proxy_headers
+        self.proxies = ProxyTrust(security)
 
     def __call__(self, request: web.Request) -> None:
         # Settled onto websocket routes only; a request no route matched, or a site whose
@@ -87,7 +87,7 @@ class WebSocketOrigin:
         sender = parse_origin(origin)
         if sender is None:  # "null", or no http(s) origin at all
             return False
-        secure = request_is_https(request, trust_proxy=self.trust_proxy)
+        secure = request_is_https(request, self.proxies)
         if sender == request_origin(request.headers.get(hdrs.HOST, ""), secure=secure):
             return True
         if sender in self.trusted:

@@ -60,6 +60,8 @@ class ServerConfig:
     port: int
     configure_logging: Callable[[Settings], None]
     access_log_class: type[AbstractAccessLogger]
+    # The runner's access_log_format, for a class that takes one (server.access_log_format).
+    access_log_format: str | None = None
     factory: str = SITE_FACTORY
     loop: LoopName = "auto"
     # None: follow the settings (server.access_log, or debug.enabled in development).
@@ -162,8 +164,16 @@ async def _serve(config: ServerConfig, settings: Settings, show_banner: bool) ->
         build_app(config, settings),
         limits=ConnectionLimits.from_settings(settings),
         access_log_class=config.access_log_class,
+        **(
+            {}
+            if config.access_log_format is None
+            else {"access_log_format": config.access_log_format}
+        ),
         access_log=logging.getLogger(ACCESS_LOGGER),
         shutdown_timeout=SHUTDOWN_TIMEOUT,
+        # No drain: browsers keep idle connections for minutes, and a restart would
+        # wait for all of its time.
+        drain_timeout=0.0,
     )
     try:
         await _start(runner, config, settings)

@@ -10,6 +10,13 @@ does, in a subclass of its protocol: a request's head must arrive within
 ``server.body_timeout`` plus a second for every ``server.body_min_rate`` bytes it
 brought, and a process holds at most ``server.max_connections`` connections.
 
+When the server stops, aiohttp closes every connection at once, the idle keep-alive
+connections a proxy in front holds included; the proxy may have sent a request on one
+at that very moment, and it does not resend a POST elsewhere (nor should it). So
+connections are drained instead: every answer from then on says ``Connection: close``,
+and idle connections stay open for up to ``drain_timeout`` seconds, for the proxy to
+close them itself (its idle timeout is shorter) or use them once more.
+
 One task per server checks every connection a few times a second instead of a timer
 per read, so that a request pays one clock read for all of it. Malformed requests are
 answered 400 and logged as one throttled WARNING line, not as an ERROR with a traceback
@@ -25,6 +32,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
@@ -35,6 +44,7 @@ from aiohttp.http_exceptions import BadHttpMethod
 from aiohttp.streams import EMPTY_PAYLOAD, StreamReader
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 from aiosite.exceptions import ImproperlyConfigured, one_line
 from aiosite.settings import Settings
@@ -45,6 +55,9 @@ logger = logging.getLogger("aiosite.server")
 # Seconds a cut-off connection still takes (and discards) what its client sends, so
 # that the client reads the answer before the connection closes.
 LINGER_SECONDS = 2.0
+# Seconds requests in flight still get after a drain that used up their shutdown time
+# (aiohttp takes a timeout of 0 as none at all).
+MIN_IN_FLIGHT_SECONDS = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +124,29 @@ class ConnectionGuard:
             limits.server_header,
         )
         self._task: asyncio.Task[None] | None = None
+        # Set when the server stops: each answer closes its connection.
+        self.draining = False
+        # Resolved when the last connection closes, while a drain waits for that.
+        self._emptied: asyncio.Future[None] | None = None
+
+    def forget(self, connection: GuardedRequestHandler) -> None:
+        self.connections.discard(connection)
+        emptied = self._emptied
+        if emptied is not None and not self.connections and not emptied.done():
+            emptied.set_result(None)
+
+    async def drain(self, seconds: float) -> None:
+        """Until every connection has closed, for at most ``seconds``."""
+        if seconds <= 0 or not self.connections:
+            return
+        self._emptied = emptied = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(seconds):
+                await emptied
+        except TimeoutError:
+            pass
+        finally:
+            self._emptied = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._check_forever())
@@ -173,7 +209,7 @@ class GuardedRequestHandler(RequestHandler):
         super().connection_made(transport)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._guard.connections.discard(self)
+        self._guard.forget(self)
         self._body_watch = None
         if not self._refused:  # a refused connection set nothing of aiohttp's up
             super().connection_lost(exc)
@@ -192,6 +228,17 @@ class GuardedRequestHandler(RequestHandler):
         if messages:  # a head is complete
             self._head_started = None
             self._last_payload = messages[-1][1]
+
+    async def finish_response(
+        self, request: BaseRequest, resp: StreamResponse, start_time: float | None
+    ) -> tuple[StreamResponse, bool]:
+        if self._guard.draining and isinstance(resp, StreamResponse) and not resp.prepared:
+            # The server is stopping: the answer tells the client (a proxy's pool) not
+            # to send another request on this connection, which closes after it. A
+            # response its handler already started went out without it; its connection
+            # then waits, idle, with the others.
+            resp.force_close()
+        return await super().finish_response(request, resp, start_time)
 
     def check_deadlines(self, now: float) -> None:
         """Cut the connection off if its client is too slow with what it owes."""
@@ -333,13 +380,14 @@ class GuardedRequestHandler(RequestHandler):
         return response
 
 
-# aiohttp's private protocol state the guard reads or sets: checked when a server starts,
-# so that an aiohttp release that renames any of it stops the server with one line
-# instead of leaving it unguarded.
+# aiohttp's private protocol state the guard reads or sets (and a method it extends):
+# checked when a server starts, so that an aiohttp release that renames any of it stops
+# the server with one line instead of leaving it unguarded.
 _AIOHTTP_STATE = (
     "_close",
     "_current_request",
     "_force_close",
+    "finish_response",  # where a draining connection's answers get Connection: close
     "_keepalive_timeout",
     "_lingering_time",
     "_loop",
@@ -365,9 +413,43 @@ class GuardedServer(web.Server):
     def __init__(self, handler: Any, *, guard: ConnectionGuard, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.guard = guard
+        # Seconds the drain took, which come off the time requests in flight get.
+        self._drained_for = 0.0
+        self._closed_all = False
 
     def __call__(self) -> RequestHandler:
         return GuardedRequestHandler(self, guard=self.guard, loop=self._loop, **self._kwargs)
+
+    def pre_shutdown(self) -> None:
+        """The listening sockets are closed: from now on, every answer closes its
+        connection. aiohttp closes every connection here instead, idle or not; that is
+        left to ``drain``."""
+        self.guard.draining = True
+
+    async def drain(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for the connections to close (a proxy closes
+        its idle ones; one used again closes after its answer), then close the rest as
+        aiohttp does: idle ones at once, busy ones after their answer."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await self.guard.drain(seconds)
+        self._drained_for = loop.time() - started
+        self._close_all()
+
+    def _close_all(self) -> None:
+        if not self._closed_all:
+            self._closed_all = True
+            super().pre_shutdown()
+
+    async def shutdown(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 - aiohttp's
+        # An idle connection not closed yet would hold aiohttp's shutdown for all of
+        # ``timeout``.
+        self._close_all()
+        if timeout is not None:
+            # Requests in flight ran on during the drain: the timeout counts from the
+            # start of the shutdown, so that the drain adds nothing to how long it takes.
+            timeout = max(timeout - self._drained_for, MIN_IN_FLIGHT_SECONDS)
+        await super().shutdown(timeout)
 
 
 class GuardedAppRunner(web.AppRunner):
@@ -376,12 +458,29 @@ class GuardedAppRunner(web.AppRunner):
 
     Use it as aiohttp's runner: ``await runner.setup()``, then ``web.TCPSite(runner,
     host, port)`` or ``web.SockSite``; ``await runner.cleanup()`` at the end.
+
+    ``drain_timeout``: seconds ``cleanup()`` keeps idle connections open for the proxy
+    in front to close them (``server.drain_timeout``); 0, the default, closes them at
+    once, as a server browsers talk to directly should (they keep idle connections for
+    minutes). The drain counts against ``shutdown_timeout``: requests in flight get
+    that long from the start of the shutdown, drain included, so a drain no longer than
+    it makes the stop no longer (``aiosite serve`` bounds it so).
     """
 
-    def __init__(self, app: web.Application, *, limits: ConnectionLimits, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        *,
+        limits: ConnectionLimits,
+        drain_timeout: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("keepalive_timeout", limits.keepalive_timeout)
         super().__init__(app, **kwargs)
         self.guard = ConnectionGuard(limits)
+        self.drain_timeout = drain_timeout
+        # Connections taken from the listening sockets as they close, to be served.
+        self._waiting: list[socket.socket] = []
 
     async def _make_server(self) -> web.Server:
         # The application's startup runs in here; aiohttp has no public way to choose
@@ -401,6 +500,64 @@ class GuardedAppRunner(web.AppRunner):
         await super().setup()
         self.guard.start()
 
+    async def shutdown(self) -> None:
+        """aiohttp's cleanup awaits this between closing the listening sockets (and
+        ``GuardedServer.pre_shutdown``) and waiting for requests in flight: the site's
+        shutdown (websockets closed with 1001, event streams ended) and the drain run
+        side by side, so that the site's does not wait for the drain."""
+        server = self.server
+        if not isinstance(server, GuardedServer):
+            await super().shutdown()
+            return
+        drain = asyncio.ensure_future(self._drain(server))
+        try:
+            await super().shutdown()
+        finally:
+            await drain
+
+    async def _drain(self, server: GuardedServer) -> None:
+        loop = asyncio.get_running_loop()
+        waiting, self._waiting = self._waiting, []
+        for connection in waiting:
+            try:
+                await loop.connect_accepted_socket(server, connection)
+            except OSError:
+                connection.close()
+        await server.drain(self.drain_timeout)
+
+    def _accept_waiting(self) -> None:
+        """Take the connections the kernel completed on the listening sockets that the
+        event loop has not accepted yet. Closing a listening socket resets them, and a
+        proxy may have sent a request on one already (a POST it does not resend); taken
+        in the same tick as the sockets close (aiohttp's site.stop() awaits nothing),
+        they are served, drained like the others."""
+        for site in self.sites:
+            if getattr(site, "_ssl_context", None) is not None:
+                continue  # TLS is the asyncio server's to set up: its connections stay
+            # aiohttp keeps a site's asyncio server private; without it, nothing is taken.
+            listeners = getattr(getattr(site, "_server", None), "sockets", None) or ()
+            for listener in listeners:
+                if listener.type != socket.SOCK_STREAM:
+                    continue
+                # A second descriptor of the same socket: closing it leaves the loop's.
+                with socket.socket(
+                    listener.family, listener.type, fileno=os.dup(listener.fileno())
+                ) as same:
+                    same.setblocking(False)
+                    while True:
+                        try:
+                            connection, _ = same.accept()
+                        except OSError:  # none left (EAGAIN), or out of descriptors
+                            break
+                        self._waiting.append(connection)
+
     async def cleanup(self) -> None:
-        await self.guard.stop()
-        await super().cleanup()
+        try:
+            self._accept_waiting()
+            # The guard goes on checking the connections the drain keeps open.
+            await super().cleanup()
+        finally:
+            for connection in self._waiting:  # setup failed: nothing serves them
+                connection.close()
+            self._waiting = []
+            await self.guard.stop()

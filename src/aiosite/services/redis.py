@@ -14,7 +14,8 @@ What a client does when Redis misbehaves:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiosite.settings import RedisSettings, Settings
 
@@ -63,4 +64,52 @@ def redis_client(
     return aioredis.Redis.from_pool(pool)
 
 
-__all__ = ["RedisSettings", "redis_client", "unavailable_errors"]
+class RedisPing:
+    """A readiness check (``/readyz``): PING the Redis at ``url``, on a client of its own
+    made at the first probe, so that a check never waits behind a battery's busy pool."""
+
+    def __init__(self, settings: Settings, url: str) -> None:
+        self.settings = settings
+        self.url = url
+        self._client: aioredis.Redis | None = None
+
+    async def __call__(self) -> None:
+        if self._client is None:
+            self._client = redis_client(self.settings, url=self.url, client_name="aiosite.ready")
+        await self._client.ping()
+
+    async def close(self, *_: object) -> None:
+        """Close the client (an ``app.on_cleanup`` callback)."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+class _Probes(Protocol):
+    # What add_redis_check uses of aiosite.probes.Probes. It cannot import that class:
+    # aiosite.services sits below aiosite.probes in the layers (pyproject.toml,
+    # import-linter), so that a client factory never depends on the site's assembly.
+    @property
+    def readiness_checks(self) -> Mapping[str, Any]: ...
+
+    def add_readiness_check(
+        self, name: str, check: Callable[[], Awaitable[None]], *, timeout: float | None = None
+    ) -> None: ...
+
+
+def add_redis_check(probes: _Probes, settings: Settings, url: str, what: str) -> RedisPing | None:
+    """Register a readiness check of the Redis at ``url`` for a battery (``what``:
+    "sessions", "broadcast"), named "redis", or "redis:<what>" when another Redis has
+    that name; None when a check of the same URL is registered (one PING per server).
+    The caller closes the returned check's client when the site stops."""
+    for readiness in probes.readiness_checks.values():
+        check = getattr(readiness, "check", None)
+        if isinstance(check, RedisPing) and check.url == url:
+            return None
+    name = "redis" if "redis" not in probes.readiness_checks else f"redis:{what}"
+    ping = RedisPing(settings, url)
+    probes.add_readiness_check(name, ping)
+    return ping
+
+
+__all__ = ["RedisPing", "RedisSettings", "add_redis_check", "redis_client", "unavailable_errors"]

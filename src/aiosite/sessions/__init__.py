@@ -33,7 +33,8 @@ from aiosite.battery import Battery
 from aiosite.exceptions import SessionStoreUnavailable, one_line
 from aiosite.hooks import hooks_of
 from aiosite.keys import TEMPLATE_GLOBALS, VISITOR_COOKIES
-from aiosite.services.redis import redis_client
+from aiosite.probes import probes_of
+from aiosite.services.redis import add_redis_check, redis_client
 from aiosite.sessions.caching import PersonalCacheHeaders
 from aiosite.sessions.config import SessionSettings, cookie_secure
 from aiosite.sessions.flash import flash, flashed_messages, get_flashed_messages
@@ -204,6 +205,10 @@ def _attach(app: web.Application, settings: Settings, registry: AppRegistry) -> 
     hooks.add_response_hook(store.save, name="aiosite.sessions")
     if store.settings.backend == "redis":
         hooks.add_exception_handler(SessionStoreUnavailable, _store_unavailable_page)
+        url = store.settings.redis_url or settings.redis.url
+        ping = add_redis_check(probes_of(app), settings, url, "sessions")
+        if ping is not None:
+            app.on_cleanup.append(ping.close)
     template_globals = app.get(TEMPLATE_GLOBALS)
     if template_globals is not None:
         template_globals["flashed_messages"] = _flashed_messages_global

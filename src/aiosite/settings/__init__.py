@@ -24,6 +24,7 @@ from aiosite.settings.schema import settings_class as settings_class
 from aiosite.settings.sections import INSECURE_KEY_PREFIX as INSECURE_KEY_PREFIX
 from aiosite.settings.sections import DebugSettings as DebugSettings
 from aiosite.settings.sections import DeployProblem as DeployProblem
+from aiosite.settings.sections import DeploySettings as DeploySettings
 from aiosite.settings.sections import LoggingSettings as LoggingSettings
 from aiosite.settings.sections import RedisSettings as RedisSettings
 from aiosite.settings.sections import Section as Section
@@ -42,6 +43,7 @@ __all__ = [
     "LOCAL_ENVS",
     "DebugSettings",
     "DeployProblem",
+    "DeploySettings",
     "LoggingSettings",
     "RedisSettings",
     "Section",

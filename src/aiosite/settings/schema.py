@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from aiosite.exceptions import ImproperlyConfigured
 from aiosite.settings.sections import (
     DebugSettings,
+    DeploySettings,
     LoggingSettings,
     RedisSettings,
     Section,
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     redis: RedisSettings = RedisSettings()
     security: SecuritySettings = SecuritySettings()
+    deploy: DeploySettings = DeploySettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -1,5 +1,5 @@
 """The site-wide settings sections: ``site``, ``server``, ``debug``, ``logging``, ``redis``,
-``security``.
+``security``, ``deploy``.
 
 These are read across the site (the secret key by sessions, auth and the debug page;
 ``debug.enabled`` by nearly every battery; the Redis server by whatever keeps state there),
@@ -9,10 +9,13 @@ its code (``aiosite.db.config``, ``App(settings=...)``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from typing import Literal
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 # A problem ``aiosite check --deploy`` reports: level, and a message that starts with
 # the dotted key and ends with what to do.
@@ -68,6 +71,155 @@ class ServerSettings(Section):
     keepalive_timeout: float = Field(default=15.0, gt=0)
     # Connections one process holds at once; one more is answered 503 and closed.
     max_connections: int = Field(default=1000, gt=0)
+    # `aiosite serve`, the production server (docs/serving.md). Worker processes; 0: one
+    # per CPU.
+    workers: int = Field(default=0, ge=0)
+    # Addresses to listen on, "host:port", "[::1]:port" or "unix:/path/to.sock" (a
+    # relative path is the project's); empty: host and port above.
+    bind: list[str] = Field(default_factory=list)
+    # Seconds a worker may stay unresponsive (its event loop blocked) before it is killed
+    # and replaced.
+    worker_timeout: int = Field(default=30, gt=0)
+    # Seconds a stopping worker (SIGTERM, SIGHUP) gives requests in flight to finish.
+    graceful_timeout: int = Field(default=30, gt=0)
+    # Seconds a stopping worker keeps its idle keep-alive connections open (answering
+    # what still comes on them with "Connection: close") so that a proxy in front closes
+    # them itself: closed under it, a request it just sent would fail (a POST is never
+    # retried). Within graceful_timeout; `aiosite run` does not wait.
+    drain_timeout: float = Field(default=5.0, ge=0)
+    # Requests after which a worker is replaced (0: never), plus up to jitter more, so
+    # that the workers are not all replaced at once.
+    max_requests: int = Field(default=0, ge=0)
+    max_requests_jitter: int = Field(default=0, ge=0)
+    # File the server writes its process id to (relative: the project's); null: none.
+    pid_file: str | None = None
+    # The access log line: null, aiosite's (with request id and milliseconds); else
+    # aiohttp's format directives (docs/serving.md#access-log).
+    access_log_format: str | None = None
+
+    @field_validator("access_log_format")
+    @classmethod
+    def _check_access_log_format(cls, value: str | None) -> str | None:
+        return None if value is None else check_access_log_format(value)
+
+    @field_validator("bind")
+    @classmethod
+    def _check_bind(cls, value: list[str]) -> list[str]:
+        for address in value:
+            if address.startswith("unix:"):
+                if not address[len("unix:") :]:
+                    raise ValueError(f"{address!r}: a unix socket needs a path, unix:/path")
+                continue
+            host, sep, port = address.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                raise ValueError(
+                    f"{address!r} is not an address: write host:port (127.0.0.1:8000, "
+                    "[::1]:8000) or unix:/path/to.sock"
+                )
+        return value
+
+
+# aiohttp's access log directives (aiohttp.web_log.AccessLogger); %{NAME}e (the
+# environment, secrets included) is left out, as is %%, which aiohttp mangles.
+_LOG_DIRECTIVE = re.compile(r"%(?:\{[A-Za-z0-9\-_]+\}[io]|Tf|[atPrsbTD])")
+LOG_DIRECTIVES = "%a %t %r %s %b %T %Tf %D %P %{Header}i %{Header}o"
+
+
+def check_access_log_format(value: str) -> str:
+    """``value`` when it is an access log format aiohttp formats; ValueError otherwise."""
+    rest = _LOG_DIRECTIVE.sub("", value)
+    if "%" in rest:
+        bad = re.match(r"%(\{[^}]*\}?.?|.?)", rest[rest.index("%") :])
+        directive = bad.group(0) if bad else "%"
+        raise ValueError(f"unknown directive {directive!r}: use {LOG_DIRECTIVES}")
+    if not value.strip():
+        raise ValueError("empty: leave it null for aiosite's line")
+    return value
+
+
+class TlsSettings(Section):
+    """``deploy.tls``: the certificate nginx serves HTTPS with (certbot's files, say)."""
+
+    certificate: Path
+    key: Path
+    # Addresses nginx takes HTTPS on; deploy.listen then only redirects to them.
+    listen: list[str] = Field(default_factory=lambda: ["443"])
+
+
+def _variable_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError("not a variable name: letters, digits and '_', e.g. TZ")
+    return value
+
+
+def _one_line(value: str) -> str:
+    # A newline would start a line of its own choosing in the generated files.
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError("holds a newline or another control character: remove it")
+    return value
+
+
+_VariableName = Annotated[str, AfterValidator(_variable_name)]
+_OneLine = Annotated[str, AfterValidator(_one_line)]
+
+
+class DeploySettings(Section):
+    """What ``aiosite deploy nginx|systemd|supervisor`` writes into those files beyond
+    the rest of the settings (docs/deployment.md)."""
+
+    # The service's name (systemd unit, supervisor program, nginx upstream, /etc/<name>/);
+    # null: the project's package.
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    # nginx's server_name; null: security.allowed_hosts without the local names.
+    server_names: list[str] | None = None
+    # Where nginx takes plain HTTP: ports or address:port, as nginx's listen.
+    listen: list[str] = Field(default_factory=lambda: ["80"])
+    tls: TlsSettings | None = None
+    # The sites nginx forwards to, host:port or unix:/path; empty: server.bind (or
+    # server.host:port) of this machine. Several hosts: list each one.
+    upstreams: list[str] = Field(default_factory=list)
+    # A URL nginx serves uploads.media_root under, for public uploads; null: none (the
+    # site's views serve uploads and decide who may download what).
+    media_url: str | None = None
+    # nginx's client_max_body_size (bytes); null: the largest body the site accepts
+    # (server.client_max_size plus uploads.max_size).
+    client_max_body_size: int | None = Field(default=None, gt=0)
+    # Seconds nginx waits between two reads from the site: longer than the slowest
+    # response's pauses (websockets ping every channels heartbeat, event streams every
+    # sse.keepalive).
+    proxy_read_timeout: float = Field(default=60.0, gt=0)
+    # The account the service runs as: POSIX names (lower case, digits, '_' and '-').
+    user: str = "www-data"
+    group: str = "www-data"
+    # null: the project's directory.
+    working_directory: Path | None = None
+    # The command that serves the site; null: this virtualenv's `aiosite serve`.
+    command: str | None = None
+    # Extra environment variables written into the unit and program files, which anyone
+    # on the machine may read: never secrets (those go to env_file).
+    environment: dict[_VariableName, _OneLine] = Field(default_factory=dict)
+    # KEY=value lines with the secrets, readable by root only; null: /etc/<name>/env.
+    env_file: Path | None = None
+
+    @field_validator("media_url")
+    @classmethod
+    def _url_slashes(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith("/"):
+            raise ValueError("must start with '/', e.g. /media/")
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("user", "group")
+    @classmethod
+    def _account_name(cls, value: str) -> str:
+        # What useradd accepts; anything else could end the line it is written on.
+        if len(value) > 32 or not re.fullmatch(r"[a-z_][a-z0-9_-]*\$?", value):
+            raise ValueError(
+                "an account name: up to 32 lower-case letters, digits, '_' or '-', "
+                "not starting with a digit or '-', e.g. www-data"
+            )
+        return value
 
 
 class DebugSettings(Section):
@@ -107,6 +259,10 @@ class RedisSettings(Section):
 INSECURE_KEY_PREFIX = "aiosite-insecure-"
 
 
+def _loopback() -> list[IPv4Network | IPv6Network]:
+    return [IPv4Network("127.0.0.0/8"), IPv6Network("::1/128")]
+
+
 class SecuritySettings(Section):
     """Secrets, allowed hosts, CSRF and the security headers (docs/security.md)."""
 
@@ -118,8 +274,13 @@ class SecuritySettings(Section):
     # Host names the site answers; others get 400. ".example.com" matches the domain
     # and its subdomains; "*" matches any host (never in production).
     allowed_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "[::1]"])
-    # Trust X-Forwarded-Proto from the proxy in front (nginx) to tell HTTPS requests.
+    # Trust X-Forwarded-Proto and X-Forwarded-For from the proxy in front (nginx) to tell
+    # HTTPS requests and the client's address...
     trust_proxy_headers: bool = False
+    # ...when the request comes from one of these networks (the proxy's address; a unix
+    # socket's peer is always trusted): any client reaching the site directly could send
+    # those headers too.
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(default_factory=_loopback)
     # Origins (scheme://host[:port]) other than the site's own allowed to POST to it.
     csrf_trusted_origins: list[str] = Field(default_factory=list)
     # The cookie that holds the CSRF secret of a visitor whose session holds nothing
@@ -162,6 +323,22 @@ class SecuritySettings(Section):
                     "e.g. example.com, .example.com (with its subdomains) or [::1]"
                 )
         return hosts
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if not isinstance(value, list):
+            return value
+        networks = []
+        for entry in value:
+            try:
+                networks.append(ip_network(entry) if isinstance(entry, str) else entry)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{entry!r} is not a network ({exc}); write an address or a network, "
+                    "e.g. 10.0.0.5, 10.0.0.0/8 or fd00::/8"
+                ) from None
+        return networks
 
     @field_validator("csrf_trusted_origins")
     @classmethod

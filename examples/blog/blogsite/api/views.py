@@ -15,6 +15,7 @@ from sqlalchemy.orm import defer, selectinload
 
 from aiosite import (
     Prepared,
+    budget,
     db_session,
     fast_path,
     gather_upstreams,
@@ -123,6 +124,10 @@ async def stats(request: web.Request) -> web.Response:
     )
 
 
+# Each request fans out to every upstream at once: at most 50 of them per process (the
+# next get 503 with Retry-After rather than piling onto slow upstreams), and 5 seconds
+# in all, the upstreams' deadline included (docs/budgets.md).
+@budget(timeout=5.0, concurrency=50)
 async def dashboard(request: web.Request) -> web.Response:
     """``GET /api/dashboard``: ``{"results": {name: the upstream's JSON}, "errors":
     {name: {"status", "error"}}}``, what each upstream of ``DASHBOARD`` answered within
