@@ -381,6 +381,31 @@ def add_request_finalizer(request: web.Request, finalizer: RequestFinalizer) -> 
         finalizers.append(finalizer)
 
 
+async def run_request_finalizers(request: web.Request, exc: BaseException | None = None) -> None:
+    """Run the finalizers registered for ``request`` so far (each once), with what the
+    handler raised (None: it returned). The core calls this when the handler is done; a
+    websocket or event stream calls it once open, so that what the request opened (its
+    database session) is not held for the socket's life.
+
+    Every finalizer runs, even after one fails; the first failure is raised after. The
+    list is emptied in place: the core holds the same list, and a finalizer registered
+    later lands in it and runs at the next call.
+    """
+    finalizers = request.get(REQUEST_FINALIZERS)
+    if not finalizers:
+        return
+    pending = tuple(finalizers)
+    finalizers.clear()
+    failure: Exception | None = None
+    for finalizer in pending:
+        try:
+            await finalizer(exc)
+        except Exception as error:
+            failure = failure or error
+    if failure is not None:
+        raise failure
+
+
 __all__ = [
     "EVERY",
     "HOOKS",
@@ -394,4 +419,5 @@ __all__ = [
     "RouteFilter",
     "add_request_finalizer",
     "hooks_of",
+    "run_request_finalizers",
 ]

@@ -25,7 +25,7 @@ from aiohttp import web
 from aiosite.channels.config import SseSettings, WebSocketSettings
 from aiosite.channels.errors import ChannelUnavailable
 from aiosite.exceptions import one_line
-from aiosite.hooks import HOOKS, REQUEST_FINALIZERS
+from aiosite.hooks import HOOKS, run_request_finalizers
 from aiosite.keys import BUDGET_DEADLINE, state_of
 
 logger = logging.getLogger("aiosite.channels")
@@ -230,28 +230,6 @@ def live_connections(target: web.Request | web.Application) -> LiveCounts:
     return live_registry(target).counts()
 
 
-async def finish_request_work(request: web.Request, exc: BaseException | None = None) -> None:
-    """Run the request finalizers now (what batteries opened for the request: its
-    database session, committed, or rolled back after ``exc``), as the core does once a
-    response is ready: a socket or a stream may stay open for hours and must not hold a
-    pooled connection that long. A finalizer registered later (``db_session(request)``
-    used again) runs when the handler returns, as usual."""
-    finalizers = request.get(REQUEST_FINALIZERS)
-    if not finalizers:
-        return
-    pending = tuple(finalizers)
-    # Emptied in place: the core holds the same list and finalizes what is left in it.
-    finalizers.clear()
-    failure: Exception | None = None
-    for finalizer in pending:
-        try:
-            await finalizer(exc)
-        except Exception as error:
-            failure = failure or error
-    if failure is not None:
-        raise failure
-
-
 def lift_budget_deadline(request: web.Request) -> None:
     """End the route's budget timeout (``@budget(timeout=...)``) for an open websocket or
     event stream: it bounds the time to open one, not how long it stays open."""
@@ -278,7 +256,7 @@ async def failed_after_start(request: web.Request, exc: Exception, what: str, ou
     exception is logged once, here rather than by the core; what the request opened
     meanwhile is finished as after any failure (rolled back)."""
     try:
-        await finish_request_work(request, exc)
+        await run_request_finalizers(request, exc)
     except Exception as failure:
         request_logger.error(
             "Finishing the work of %s %s after its failure failed",

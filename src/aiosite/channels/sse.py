@@ -30,10 +30,10 @@ from aiosite.channels.live import (
     SWEEP_INTERVAL,
     LiveRegistry,
     failed_after_start,
-    finish_request_work,
     lift_budget_deadline,
     live_registry,
 )
+from aiosite.hooks import run_request_finalizers
 from aiosite.keys import REQUEST_ID, REQUEST_ID_HEADER
 
 logger = logging.getLogger("aiosite.channels")
@@ -191,7 +191,7 @@ class _StreamOpening:
 
     async def start(self) -> None:
         request, stream = self.request, self.stream
-        await finish_request_work(request)
+        await run_request_finalizers(request)
         request_id = request.get(REQUEST_ID)
         if request_id is not None:
             stream.headers[REQUEST_ID_HEADER] = request_id

@@ -45,10 +45,10 @@ from aiosite.channels.live import (
     SWEEP_INTERVAL,
     LiveRegistry,
     failed_after_start,
-    finish_request_work,
     lift_budget_deadline,
     live_registry,
 )
+from aiosite.hooks import run_request_finalizers
 from aiosite.keys import ORIGIN_CHECKED, REQUEST_ID, REQUEST_ID_HEADER, WEBSOCKET_ORIGIN_CHECK
 
 logger = logging.getLogger("aiosite.channels")
@@ -338,7 +338,7 @@ class _Opening:
         registry = self.registry
         registry.admit_websocket(ws)
         try:
-            await finish_request_work(request)
+            await run_request_finalizers(request)
             request_id = request.get(REQUEST_ID)
             if request_id is not None:
                 ws.headers[REQUEST_ID_HEADER] = request_id

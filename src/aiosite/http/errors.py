@@ -35,12 +35,15 @@ class UpstreamError(AiositeError):
         method: str | None = None,
         url: URL | str | None = None,
         cause: str | None = None,
+        transient: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.service = service
         self.method = method
         self.url = None if url is None else loggable_url(URL(url))
         self.cause = cause
+        if transient is not None:  # else the class's
+            self.transient = transient
 
     @property
     def message(self) -> str:
@@ -67,19 +70,6 @@ class UpstreamTimeout(UpstreamError):
 class UpstreamUnavailable(UpstreamError):
     """No usable answer: the connection was refused or dropped, the host name did not
     resolve, TLS failed, or the response was malformed or too large: 502."""
-
-    def __init__(
-        self,
-        service: str,
-        message: str,
-        *,
-        method: str | None = None,
-        url: URL | str | None = None,
-        cause: str | None = None,
-        transient: bool = True,
-    ) -> None:
-        super().__init__(service, message, method=method, url=url, cause=cause)
-        self.transient = transient
 
 
 class UpstreamStatusError(UpstreamError):

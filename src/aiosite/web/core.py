@@ -32,6 +32,7 @@ from aiosite.hooks import (
     RequestFinalizer,
     RequestHook,
     ResponseHook,
+    run_request_finalizers,
 )
 from aiosite.keys import NO_ROUTE, REQUEST_ID, SETTINGS
 from aiosite.settings import Settings
@@ -141,10 +142,10 @@ class Core:
                         await pending
                 response = await handler(request)
                 if finalizers:
-                    await finish_request(request, None)  # a failed commit lands below
+                    await run_request_finalizers(request, None)  # a failed commit lands below
             except web.HTTPException as exc:
                 try:
-                    await finish_request(request, exc)  # a redirect commits, an error not
+                    await run_request_finalizers(request, exc)  # a redirect commits, an error not
                 except Exception as failure:
                     response = await core.exception_response(request, failure)
                 else:
@@ -158,13 +159,13 @@ class Core:
                         return answer
                     response = await core.exception_response(request, exc)
                 # Whatever rendering the page opened (a context processor's query).
-                await finish_request(request, exc)
+                await run_request_finalizers(request, exc)
             except Exception as exc:
-                await finish_request(request, exc)
+                await run_request_finalizers(request, exc)
                 response = await core.exception_response(request, exc)
-                await finish_request(request, exc)
+                await run_request_finalizers(request, exc)
             except BaseException as exc:  # cancelled: give back what the handler held
-                await finish_request(request, exc)
+                await run_request_finalizers(request, exc)
                 raise
             # Set here rather than in on_response_prepare, whose receiver costs as much
             # per request as this whole function; a handler that prepares its own stream
@@ -442,25 +443,6 @@ async def _no_route(request: web.Request) -> web.StreamResponse:
 
 
 setattr(_no_route, NO_ROUTE, True)
-
-
-async def finish_request(request: web.Request, exc: BaseException | None) -> None:
-    """Run (once) the finalizers batteries registered for the request.
-
-    Every finalizer runs, even after one fails; the first failure is raised after.
-    """
-    finalizers = request.get(REQUEST_FINALIZERS)
-    if not finalizers:
-        return
-    del request[REQUEST_FINALIZERS]
-    failure: Exception | None = None
-    for finalizer in finalizers:
-        try:
-            await finalizer(exc)
-        except Exception as error:
-            failure = failure or error
-    if failure is not None:
-        raise failure
 
 
 def sent_as_raised(exc: web.HTTPException) -> bool:
